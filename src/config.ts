@@ -1,0 +1,167 @@
+/**
+ * The only reader of process.env. Every variable of DESIGN §7 is read once,
+ * validated, and turned into a typed `Config`; a wrong value throws a
+ * `ConfigError` naming the variable, which `main.ts` prints on one line
+ * before exiting non-zero.
+ */
+import path from 'node:path';
+
+export interface S3Config {
+  endpoint: string | undefined;
+  region: string;
+  bucket: string;
+  accessKeyId: string | undefined;
+  secretAccessKey: string | undefined;
+  forcePathStyle: boolean;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  clientCaFile: string | undefined;
+}
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** PostgreSQL URL; undefined means the embedded PGlite in `<dataDir>/db`. */
+  databaseUrl: string | undefined;
+  /** S3 store; undefined means the local folder `<dataDir>/blobs`. */
+  s3: S3Config | undefined;
+  certsDir: string;
+  /** Bootstrap administrator token; undefined means generate one at first start. */
+  adminToken: string | undefined;
+  maxUploadBytes: number;
+  tls: TlsConfig | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Largest JSON request body accepted (bytes). */
+  bodyLimit: number;
+}
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const GiB = 1024 ** 3;
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name];
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  return trimmed === '' ? undefined : trimmed;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(name, `must be between ${min} and ${max}, got ${raw}`);
+  }
+  return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (/^(1|true|yes)$/i.test(raw)) return true;
+  if (/^(0|false|no)$/i.test(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = read(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
+  }
+  return raw;
+}
+
+function s3Config(env: Env): S3Config | undefined {
+  const names = ['S3_ENDPOINT', 'S3_REGION', 'S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE'];
+  if (names.every((name) => read(env, name) === undefined)) return undefined;
+  const endpoint = url(env, 'S3_ENDPOINT', ['http:', 'https:']);
+  const bucket = read(env, 'S3_BUCKET');
+  if (bucket === undefined) throw new ConfigError('S3_BUCKET', 'is required when any S3_* variable is set');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError('S3_BUCKET', `"${bucket}" is not a valid bucket name`);
+  }
+  const accessKeyId = read(env, 'S3_ACCESS_KEY_ID');
+  const secretAccessKey = read(env, 'S3_SECRET_ACCESS_KEY');
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new ConfigError(
+      accessKeyId === undefined ? 'S3_ACCESS_KEY_ID' : 'S3_SECRET_ACCESS_KEY',
+      'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together',
+    );
+  }
+  return {
+    endpoint,
+    region: read(env, 'S3_REGION') ?? 'us-east-1',
+    bucket,
+    accessKeyId,
+    secretAccessKey,
+    // Self-hosted S3 servers (Ceph RGW, MinIO) want path-style addressing.
+    forcePathStyle: boolean(env, 'S3_FORCE_PATH_STYLE', endpoint !== undefined),
+  };
+}
+
+function tlsConfig(env: Env): TlsConfig | undefined {
+  const certFile = read(env, 'TLS_CERT');
+  const keyFile = read(env, 'TLS_KEY');
+  const clientCaFile = read(env, 'TLS_CLIENT_CA');
+  if (certFile === undefined && keyFile === undefined) {
+    if (clientCaFile !== undefined) throw new ConfigError('TLS_CLIENT_CA', 'needs TLS_CERT and TLS_KEY');
+    return undefined;
+  }
+  if (certFile === undefined) throw new ConfigError('TLS_CERT', 'is required with TLS_KEY');
+  if (keyFile === undefined) throw new ConfigError('TLS_KEY', 'is required with TLS_CERT');
+  return { certFile, keyFile, clientCaFile };
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Reads and validates the configuration; throws `ConfigError` naming the first bad variable. */
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const host = read(env, 'HOST') ?? '127.0.0.1';
+  const port = integer(env, 'PORT', 8080, 0, 65535);
+  const dataDir = path.resolve(cwd, read(env, 'BXCHANGE_DATA_DIR') ?? 'data');
+  const certsDir = path.resolve(cwd, read(env, 'BXCHANGE_CERTS_DIR') ?? 'certs');
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const adminToken = read(env, 'BXCHANGE_ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 32) {
+    throw new ConfigError('BXCHANGE_ADMIN_TOKEN', 'must be at least 32 characters long');
+  }
+  const logLevel = (read(env, 'LOG_LEVEL') ?? 'info') as Config['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return {
+    host,
+    port,
+    dataDir,
+    databaseUrl,
+    s3: s3Config(env),
+    certsDir,
+    adminToken,
+    maxUploadBytes: integer(env, 'BXCHANGE_MAX_UPLOAD_BYTES', 10 * GiB, 1, Number.MAX_SAFE_INTEGER),
+    tls: tlsConfig(env),
+    logLevel,
+    bodyLimit: integer(env, 'BXCHANGE_BODY_LIMIT', 1024 * 1024, 1024, 64 * 1024 * 1024),
+  };
+}

@@ -1,0 +1,115 @@
+/**
+ * One factory, two drivers: postgres.js when a DATABASE_URL is given, the
+ * embedded PGlite (a WASM PostgreSQL) otherwise. Both give a drizzle
+ * `PgDatabase` over the same schema, so repositories run unchanged on either.
+ */
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema.ts';
+
+export type Schema = typeof schema;
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+
+export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+export interface Database {
+  readonly kind: 'postgres' | 'pglite';
+  readonly db: Db;
+  /** Applies pending migrations (idempotent; serialised across nodes on PostgreSQL). */
+  migrate(): Promise<void>;
+  /** Number of migrations applied vs known to this build. */
+  migrationStatus(): Promise<{ applied: number; known: number }>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type DatabaseTarget = { url: string } | { pgliteDir: string | undefined };
+
+// Arbitrary constant key for pg_advisory_lock while migrating, so two nodes
+// starting at once do not both apply the same migration.
+const MIGRATION_LOCK_KEY = 0x62786368; // "bxch"
+
+async function knownMigrations(): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const journal = JSON.parse(await readFile(`${migrationsFolder}/meta/_journal.json`, 'utf8')) as { entries: unknown[] };
+  return journal.entries.length;
+}
+
+async function appliedMigrations(db: Db): Promise<number> {
+  const exists = await db.execute<{ present: boolean }>(
+    sql`SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS present`,
+  );
+  if (!rowsOf<{ present: boolean }>(exists)[0]?.present) return 0;
+  const result = await db.execute<{ count: string | number }>(sql`SELECT count(*) AS count FROM drizzle.__drizzle_migrations`);
+  return Number(rowsOf<{ count: string | number }>(result)[0]?.count ?? 0);
+}
+
+/** postgres.js returns an array of rows, PGlite an object with `rows`. */
+export function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  return ((result as { rows?: T[] }).rows ?? []) as T[];
+}
+
+export async function openDatabase(target: DatabaseTarget): Promise<Database> {
+  if ('url' in target) {
+    const client = postgres(target.url, {
+      max: 10,
+      onnotice: () => {},
+      connection: { application_name: 'bxchange' },
+    });
+    const db = drizzlePostgres(client, { schema }) as unknown as Db;
+    return {
+      kind: 'postgres',
+      db,
+      async migrate() {
+        // A single connection: the advisory lock is held by the session that migrates.
+        const single = postgres(target.url, { max: 1, onnotice: () => {} });
+        try {
+          await single`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+          await migratePostgres(drizzlePostgres(single), { migrationsFolder });
+          await single`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+        } finally {
+          await single.end({ timeout: 5 });
+        }
+      },
+      async migrationStatus() {
+        return { applied: await appliedMigrations(db), known: await knownMigrations() };
+      },
+      async ping() {
+        await client`SELECT 1`;
+      },
+      async close() {
+        await client.end({ timeout: 5 });
+      },
+    };
+  }
+  if (target.pgliteDir !== undefined) await mkdir(target.pgliteDir, { recursive: true });
+  const client = target.pgliteDir === undefined ? new PGlite() : new PGlite(target.pgliteDir);
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  return {
+    kind: 'pglite',
+    db,
+    async migrate() {
+      await migratePglite(drizzlePglite(client), { migrationsFolder });
+    },
+    async migrationStatus() {
+      return { applied: await appliedMigrations(db), known: await knownMigrations() };
+    },
+    async ping() {
+      if (client.closed) throw new Error('database closed');
+      await client.query('SELECT 1');
+    },
+    async close() {
+      if (!client.closed) await client.close();
+    },
+  };
+}

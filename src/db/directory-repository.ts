@@ -1,0 +1,319 @@
+/** PostgreSQL implementation of the domain's DirectoryRepository (drizzle; same code on postgres.js and PGlite). */
+import { and, asc, eq, gt, inArray, isNull, lt, or } from 'drizzle-orm';
+import type { Capability, Entity, EntityKind, Mailbox, Membership, Principal, PrincipalKind, Role, TokenInfo } from '../domain/model.ts';
+import { DuplicateKeyError, type AuditInput, type DirectoryRepository } from '../domain/ports.ts';
+import { appendAudit } from './audit.ts';
+import type { Db } from './client.ts';
+import { credentials, entities, mailboxes, memberships, principals } from './schema.ts';
+
+type EntityRow = typeof entities.$inferSelect;
+type PrincipalRow = typeof principals.$inferSelect;
+type CredentialRow = typeof credentials.$inferSelect;
+
+/** Unique violations arrive as SQLSTATE 23505, possibly wrapped by drizzle (DrizzleQueryError.cause). */
+export function uniqueViolation(err: unknown): string | null {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
+    const candidate = e as { code?: unknown; constraint_name?: unknown; constraint?: unknown; cause?: unknown };
+    if (candidate.code === '23505') {
+      const name = candidate.constraint_name ?? candidate.constraint;
+      return typeof name === 'string' ? name : 'unknown';
+    }
+    e = candidate.cause;
+  }
+  return null;
+}
+
+async function mapUnique<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    const constraint = uniqueViolation(err);
+    if (constraint !== null) throw new DuplicateKeyError(constraint);
+    throw err;
+  }
+}
+
+function toEntity(row: EntityRow): Entity {
+  return {
+    id: row.id,
+    kind: row.kind as EntityKind,
+    name: { fr: row.nameFr, nl: row.nameNl },
+    enterpriseNumber: row.enterpriseNumber,
+    nisCode: row.nisCode,
+    parent: row.parentId,
+    validFrom: row.validFrom,
+    validUntil: row.validUntil,
+    createdAt: row.createdAt,
+  };
+}
+
+function toMailbox(row: typeof mailboxes.$inferSelect): Mailbox {
+  return { address: row.address, entity: row.entityId, name: row.name, createdAt: row.createdAt };
+}
+
+function toToken(row: CredentialRow): TokenInfo {
+  return {
+    id: row.id,
+    principalId: row.principalId,
+    label: row.label,
+    createdAt: row.createdAt,
+    expiresAt: row.expiresAt,
+    revokedAt: row.revokedAt,
+    lastUsedAt: row.lastUsedAt,
+  };
+}
+
+export function createDirectoryRepository(db: Db): DirectoryRepository {
+  async function membershipsOf(principalIds: string[]): Promise<Map<string, Membership[]>> {
+    const result = new Map<string, Membership[]>();
+    if (principalIds.length === 0) return result;
+    const rows = await db
+      .select()
+      .from(memberships)
+      .where(inArray(memberships.principalId, principalIds))
+      .orderBy(asc(memberships.mailboxAddress));
+    for (const row of rows) {
+      const list = result.get(row.principalId) ?? [];
+      list.push({ mailbox: row.mailboxAddress, roles: row.roles as Role[] });
+      result.set(row.principalId, list);
+    }
+    return result;
+  }
+
+  async function toPrincipals(rows: PrincipalRow[]): Promise<Principal[]> {
+    const byId = await membershipsOf(rows.map((r) => r.id));
+    return rows.map((row) => ({
+      id: row.id,
+      name: row.name,
+      kind: row.kind as PrincipalKind,
+      displayName: row.displayName,
+      oidcSubject: row.oidcSubject,
+      capabilities: row.capabilities as Capability[],
+      active: row.active,
+      memberships: byId.get(row.id) ?? [],
+      createdAt: row.createdAt,
+      deactivatedAt: row.deactivatedAt,
+    }));
+  }
+
+  async function findPrincipal(id: string): Promise<Principal | null> {
+    const rows = await db.select().from(principals).where(eq(principals.id, id));
+    const [principal] = await toPrincipals(rows);
+    return principal ?? null;
+  }
+
+  async function audited<T>(audit: AuditInput, work: (tx: Parameters<Parameters<Db['transaction']>[0]>[0]) => Promise<T>): Promise<T> {
+    return mapUnique(() =>
+      db.transaction(async (tx) => {
+        const result = await work(tx);
+        await appendAudit(tx, audit);
+        return result;
+      }),
+    );
+  }
+
+  return {
+    async createEntity(entity, audit) {
+      const [row] = await audited(audit, (tx) =>
+        tx
+          .insert(entities)
+          .values({
+            id: entity.id,
+            kind: entity.kind,
+            nameFr: entity.name.fr,
+            nameNl: entity.name.nl,
+            enterpriseNumber: entity.enterpriseNumber,
+            nisCode: entity.nisCode,
+            parentId: entity.parent,
+            validFrom: entity.validFrom,
+            validUntil: entity.validUntil,
+          })
+          .returning(),
+      );
+      return toEntity(row!);
+    },
+
+    async findEntity(id) {
+      const [row] = await db.select().from(entities).where(eq(entities.id, id));
+      return row === undefined ? null : toEntity(row);
+    },
+
+    async listEntities({ after, limit }) {
+      const rows = await db
+        .select()
+        .from(entities)
+        .where(after === undefined ? undefined : gt(entities.id, after))
+        .orderBy(asc(entities.id))
+        .limit(limit);
+      return rows.map(toEntity);
+    },
+
+    async updateEntity(id, patch, audit) {
+      const set: Partial<typeof entities.$inferInsert> = { updatedAt: new Date() };
+      if (patch.name !== undefined) {
+        set.nameFr = patch.name.fr;
+        set.nameNl = patch.name.nl;
+      }
+      if (patch.enterpriseNumber !== undefined) set.enterpriseNumber = patch.enterpriseNumber;
+      if (patch.nisCode !== undefined) set.nisCode = patch.nisCode;
+      if (patch.parent !== undefined) set.parentId = patch.parent;
+      if (patch.validFrom !== undefined) set.validFrom = patch.validFrom;
+      if (patch.validUntil !== undefined) set.validUntil = patch.validUntil;
+      const rows = await audited(audit, (tx) => tx.update(entities).set(set).where(eq(entities.id, id)).returning());
+      return rows[0] === undefined ? null : toEntity(rows[0]);
+    },
+
+    async createMailbox(mailbox, audit) {
+      const [row] = await audited(audit, (tx) =>
+        tx.insert(mailboxes).values({ address: mailbox.address, entityId: mailbox.entity, name: mailbox.name }).returning(),
+      );
+      return toMailbox(row!);
+    },
+
+    async findMailbox(address) {
+      const [row] = await db.select().from(mailboxes).where(eq(mailboxes.address, address));
+      return row === undefined ? null : toMailbox(row);
+    },
+
+    async listMailboxes({ after, limit, addresses, entity }) {
+      if (addresses !== undefined && addresses.length === 0) return [];
+      const rows = await db
+        .select()
+        .from(mailboxes)
+        .where(
+          and(
+            after === undefined ? undefined : gt(mailboxes.address, after),
+            addresses === undefined ? undefined : inArray(mailboxes.address, addresses),
+            entity === undefined ? undefined : eq(mailboxes.entityId, entity),
+          ),
+        )
+        .orderBy(asc(mailboxes.address))
+        .limit(limit);
+      return rows.map(toMailbox);
+    },
+
+    async existingMailboxes(addresses) {
+      if (addresses.length === 0) return [];
+      const rows = await db.select({ address: mailboxes.address }).from(mailboxes).where(inArray(mailboxes.address, addresses));
+      return rows.map((r) => r.address);
+    },
+
+    async createPrincipal(principal, audit) {
+      await audited(audit, async (tx) => {
+        await tx.insert(principals).values({
+          id: principal.id,
+          name: principal.name,
+          kind: principal.kind,
+          displayName: principal.displayName,
+          oidcSubject: principal.oidcSubject,
+          capabilities: principal.capabilities,
+        });
+        if (principal.memberships.length > 0) {
+          await tx
+            .insert(memberships)
+            .values(principal.memberships.map((m) => ({ principalId: principal.id, mailboxAddress: m.mailbox, roles: m.roles })));
+        }
+      });
+      return (await findPrincipal(principal.id))!;
+    },
+
+    findPrincipal,
+
+    async listPrincipals({ after, limit }) {
+      const rows = await db
+        .select()
+        .from(principals)
+        .where(after === undefined ? undefined : gt(principals.id, after))
+        .orderBy(asc(principals.id))
+        .limit(limit);
+      return toPrincipals(rows);
+    },
+
+    async updatePrincipal(id, patch, at, audit) {
+      const found = await audited(audit, async (tx) => {
+        // Lock the row so concurrent membership edits apply one after the other.
+        const [current] = await tx.select().from(principals).where(eq(principals.id, id)).for('update');
+        if (current === undefined) return false;
+        const set: Partial<typeof principals.$inferInsert> = {};
+        if (patch.displayName !== undefined) set.displayName = patch.displayName;
+        if (patch.capabilities !== undefined) set.capabilities = patch.capabilities;
+        if (patch.active !== undefined) {
+          set.active = patch.active;
+          set.deactivatedAt = patch.active ? null : (current.deactivatedAt ?? at);
+        }
+        if (Object.keys(set).length > 0) await tx.update(principals).set(set).where(eq(principals.id, id));
+        if (patch.memberships !== undefined) {
+          await tx.delete(memberships).where(eq(memberships.principalId, id));
+          if (patch.memberships.length > 0) {
+            await tx
+              .insert(memberships)
+              .values(patch.memberships.map((m) => ({ principalId: id, mailboxAddress: m.mailbox, roles: m.roles })));
+          }
+        }
+        return true;
+      });
+      return found ? findPrincipal(id) : null;
+    },
+
+    async createToken(token, audit) {
+      const [row] = await audited(audit, (tx) =>
+        tx
+          .insert(credentials)
+          .values({
+            id: token.id,
+            principalId: token.principalId,
+            kind: 'token',
+            secretHash: token.secretHash,
+            label: token.label,
+            expiresAt: token.expiresAt,
+          })
+          .returning(),
+      );
+      return toToken(row!);
+    },
+
+    async listTokens(principalId) {
+      const rows = await db
+        .select()
+        .from(credentials)
+        .where(and(eq(credentials.principalId, principalId), eq(credentials.kind, 'token')))
+        .orderBy(asc(credentials.id));
+      return rows.map(toToken);
+    },
+
+    async revokeToken(principalId, tokenId, at, audit) {
+      return audited(audit, async (tx) => {
+        const [row] = await tx
+          .select({ id: credentials.id, revokedAt: credentials.revokedAt })
+          .from(credentials)
+          .where(and(eq(credentials.id, tokenId), eq(credentials.principalId, principalId), eq(credentials.kind, 'token')));
+        if (row === undefined) return false;
+        if (row.revokedAt === null) await tx.update(credentials).set({ revokedAt: at }).where(eq(credentials.id, tokenId));
+        return true;
+      });
+    },
+
+    async findTokenBySecretHash(secretHash) {
+      const [row] = await db
+        .select()
+        .from(credentials)
+        .where(and(eq(credentials.secretHash, secretHash), eq(credentials.kind, 'token')));
+      if (row === undefined) return null;
+      const principal = await findPrincipal(row.principalId);
+      return principal === null ? null : { token: toToken(row), principal };
+    },
+
+    async touchToken(tokenId, at) {
+      await db
+        .update(credentials)
+        .set({ lastUsedAt: at })
+        .where(
+          and(
+            eq(credentials.id, tokenId),
+            or(isNull(credentials.lastUsedAt), lt(credentials.lastUsedAt, new Date(at.getTime() - 60_000))),
+          ),
+        );
+    },
+  };
+}
+

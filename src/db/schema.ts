@@ -1,0 +1,228 @@
+/**
+ * The relational model of DESIGN §3. PostgreSQL is the source of truth for
+ * what exists; the blob store only holds bytes. Tables filled by later
+ * features (envelopes, files, evidence, audit) start minimal; migrations
+ * only ever move forward (drizzle-kit generate, never edit a landed one).
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  check,
+  customType,
+  date,
+  index,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => Buffer.from(value),
+});
+
+const timestamps = {
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+};
+
+export const entities = pgTable(
+  'entities',
+  {
+    id: text('id').primaryKey(),
+    kind: text('kind').notNull(),
+    nameFr: text('name_fr').notNull(),
+    nameNl: text('name_nl').notNull(),
+    enterpriseNumber: text('enterprise_number'),
+    nisCode: text('nis_code'),
+    parentId: text('parent_id').references((): any => entities.id),
+    validFrom: date('valid_from', { mode: 'string' }),
+    validUntil: date('valid_until', { mode: 'string' }),
+    ...timestamps,
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (table) => [
+    uniqueIndex('entities_enterprise_number_key').on(table.enterpriseNumber),
+    uniqueIndex('entities_nis_code_key').on(table.nisCode),
+    check('entities_validity', sql`${table.validUntil} IS NULL OR ${table.validFrom} IS NULL OR ${table.validFrom} <= ${table.validUntil}`),
+  ],
+);
+
+export const mailboxes = pgTable(
+  'mailboxes',
+  {
+    address: text('address').primaryKey(),
+    entityId: text('entity_id')
+      .notNull()
+      .references(() => entities.id),
+    name: text('name').notNull(),
+    ...timestamps,
+  },
+  (table) => [uniqueIndex('mailboxes_entity_name_key').on(table.entityId, table.name)],
+);
+
+export const principals = pgTable(
+  'principals',
+  {
+    id: uuid('id').primaryKey(),
+    name: text('name').notNull(),
+    kind: text('kind').notNull(),
+    displayName: text('display_name'),
+    oidcSubject: text('oidc_subject'),
+    /** Platform-wide capabilities: `admin`, `export`. */
+    capabilities: text('capabilities').array().notNull().default(sql`'{}'::text[]`),
+    active: boolean('active').notNull().default(true),
+    ...timestamps,
+    deactivatedAt: timestamp('deactivated_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [
+    uniqueIndex('principals_name_key').on(table.name),
+    uniqueIndex('principals_oidc_subject_key').on(table.oidcSubject),
+  ],
+);
+
+export const memberships = pgTable(
+  'memberships',
+  {
+    principalId: uuid('principal_id')
+      .notNull()
+      .references(() => principals.id),
+    mailboxAddress: text('mailbox_address')
+      .notNull()
+      .references(() => mailboxes.address),
+    roles: text('roles').array().notNull(),
+    ...timestamps,
+  },
+  (table) => [
+    primaryKey({ columns: [table.principalId, table.mailboxAddress] }),
+    index('memberships_mailbox_idx').on(table.mailboxAddress),
+  ],
+);
+
+/**
+ * Credentials of principals. A bearer token is stored only as the SHA-256 of
+ * its secret (the secret has ≥ 256 bits of entropy, so a fast hash is the
+ * right tool, unlike passwords); SSH keys and client certificates come later
+ * and reuse the table with their own `kind`.
+ */
+export const credentials = pgTable(
+  'credentials',
+  {
+    id: uuid('id').primaryKey(),
+    principalId: uuid('principal_id')
+      .notNull()
+      .references(() => principals.id),
+    kind: text('kind').notNull(),
+    secretHash: text('secret_hash'),
+    publicKey: text('public_key'),
+    fingerprint: text('fingerprint'),
+    label: text('label'),
+    ...timestamps,
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [
+    uniqueIndex('credentials_secret_hash_key').on(table.secretHash),
+    uniqueIndex('credentials_fingerprint_key').on(table.kind, table.fingerprint),
+    index('credentials_principal_idx').on(table.principalId),
+  ],
+);
+
+export const envelopes = pgTable(
+  'envelopes',
+  {
+    id: uuid('id').primaryKey(),
+    type: text('type').notNull(),
+    typeVersion: text('type_version').notNull(),
+    fromMailbox: text('from_mailbox')
+      .notNull()
+      .references(() => mailboxes.address),
+    status: text('status').notNull(),
+    metadata: jsonb('metadata').notNull(),
+    inReplyTo: uuid('in_reply_to').references((): any => envelopes.id),
+    createdBy: uuid('created_by')
+      .notNull()
+      .references(() => principals.id),
+    ...timestamps,
+    submittedAt: timestamp('submitted_at', { withTimezone: true, mode: 'date' }),
+    deadline: date('deadline', { mode: 'string' }),
+    retainUntil: date('retain_until', { mode: 'string' }),
+  },
+  (table) => [index('envelopes_from_idx').on(table.fromMailbox, table.id)],
+);
+
+export const envelopeRecipients = pgTable(
+  'envelope_recipients',
+  {
+    envelopeId: uuid('envelope_id')
+      .notNull()
+      .references(() => envelopes.id),
+    mailboxAddress: text('mailbox_address')
+      .notNull()
+      .references(() => mailboxes.address),
+    status: text('status').notNull(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+    retrievedAt: timestamp('retrieved_at', { withTimezone: true, mode: 'date' }),
+    acknowledgedAt: timestamp('acknowledged_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [
+    primaryKey({ columns: [table.envelopeId, table.mailboxAddress] }),
+    index('envelope_recipients_mailbox_idx').on(table.mailboxAddress, table.envelopeId),
+  ],
+);
+
+export const files = pgTable(
+  'files',
+  {
+    id: uuid('id').primaryKey(),
+    envelopeId: uuid('envelope_id')
+      .notNull()
+      .references(() => envelopes.id),
+    name: text('name').notNull(),
+    mediaType: text('media_type').notNull(),
+    role: text('role'),
+    size: bigint('size', { mode: 'number' }),
+    sha256: text('sha256'),
+    plaintextSha256: text('plaintext_sha256'),
+    storageKey: text('storage_key').notNull(),
+    recipientKeyIds: text('recipient_key_ids').array(),
+    ...timestamps,
+    completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [uniqueIndex('files_storage_key_key').on(table.storageKey), index('files_envelope_idx').on(table.envelopeId)],
+);
+
+export const evidence = pgTable(
+  'evidence',
+  {
+    id: uuid('id').primaryKey(),
+    envelopeId: uuid('envelope_id').notNull(),
+    eventType: text('event_type').notNull(),
+    eventTime: timestamp('event_time', { withTimezone: true, mode: 'date' }).notNull(),
+    recipient: text('recipient'),
+    /** The exact signed bytes (RFC 8785 canonical JSON). */
+    canonical: bytea('canonical').notNull(),
+    /** Detached CMS SignedData, DER. */
+    signature: bytea('signature').notNull(),
+    prevHash: text('prev_hash'),
+  },
+  (table) => [index('evidence_envelope_idx').on(table.envelopeId, table.eventTime)],
+);
+
+/** Append-only, hash-chained: hash = SHA-256(prevHash ‖ canonical event). */
+export const auditEvents = pgTable('audit_events', {
+  seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+  at: timestamp('at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  actor: text('actor'),
+  action: text('action').notNull(),
+  subject: text('subject'),
+  data: jsonb('data').notNull().default(sql`'{}'::jsonb`),
+  prevHash: text('prev_hash'),
+  hash: text('hash').notNull(),
+});

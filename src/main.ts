@@ -1,0 +1,58 @@
+/**
+ * Process entry: read the configuration, compose the services, build the app,
+ * listen, and close gracefully on SIGTERM/SIGINT.
+ */
+import closeWithGrace from 'close-with-grace';
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createServices, resolveAdminToken } from './services.ts';
+import { readTlsOptions } from './tls.ts';
+
+export async function serve(config: Config): Promise<void> {
+  const admin = await resolveAdminToken(config);
+  const services = await createServices(config, { adminTokenHash: admin.hash });
+  const app = await buildApp({ services, ...(config.tls ? { https: await readTlsOptions(config.tls) } : {}) });
+  const embedded = services.database.kind === 'pglite';
+  if (embedded) {
+    await services.database.migrate();
+  } else {
+    const { applied, known } = await services.database.migrationStatus();
+    if (applied < known) {
+      await services.close();
+      throw new ConfigError('DATABASE_URL', `the database schema is behind (${applied}/${known} migrations): run "bxchange migrate" first`);
+    }
+  }
+  closeWithGrace({ delay: 10_000 }, async ({ err, signal }) => {
+    if (err) app.log.error({ err }, 'closing after an error');
+    else app.log.info({ signal }, 'closing');
+    await app.close();
+    await services.close();
+  });
+  await app.listen({ host: config.host, port: config.port });
+  if (embedded || services.blobStore.kind === 'fs') {
+    app.log.warn(
+      { database: services.database.kind, store: services.blobStore.kind, dataDir: config.dataDir },
+      'embedded default: one node only (PGlite and/or a local folder); set DATABASE_URL and S3_* to scale out',
+    );
+  }
+  if (admin.generated !== undefined) {
+    // Printed once, on stdout rather than in the logs, so log shipping never carries it.
+    process.stdout.write(
+      `\nbxchange: generated the bootstrap administrator token (shown only now; only its hash is kept):\n\n  BXCHANGE_ADMIN_TOKEN=${admin.generated}\n\n`,
+    );
+  }
+}
+
+export async function main(): Promise<void> {
+  try {
+    await serve(loadConfig());
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`bxchange: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+if (import.meta.main) await main();

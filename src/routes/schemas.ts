@@ -1,0 +1,171 @@
+/**
+ * TypeBox schemas of the HTTP contract (DESIGN §5): they validate requests,
+ * shape responses and generate /openapi.json, from one source.
+ */
+import { Type } from 'typebox';
+import { MAILBOX_ADDRESS_PATTERN, PRINCIPAL_NAME_PATTERN, SLUG_PATTERN, UUID_PATTERN } from '../domain/ids.ts';
+import { CAPABILITIES, ENTITY_KINDS, PRINCIPAL_KINDS, ROLES } from '../domain/model.ts';
+
+const literals = <T extends readonly string[]>(values: T) => Type.Union(values.map((v) => Type.Literal(v)));
+const nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const Problem = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    instance: Type.Optional(Type.String()),
+    code: Type.String(),
+    traceId: Type.Optional(Type.String()),
+    issues: Type.Optional(
+      Type.Array(
+        Type.Object({
+          in: Type.Optional(Type.String()),
+          name: Type.String(),
+          value: Type.Optional(Type.Unknown()),
+          detail: Type.String(),
+        }),
+      ),
+    ),
+  },
+  { $id: 'Problem', description: 'RFC 9457 problem details' },
+);
+
+export const problemResponses = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#', description: 'application/problem+json' }]));
+
+export const EntityKind = literals(ENTITY_KINDS);
+export const Role = literals(ROLES);
+export const Capability = literals(CAPABILITIES);
+export const Slug = Type.String({ pattern: SLUG_PATTERN, maxLength: 64 });
+export const MailboxAddress = Type.String({ pattern: MAILBOX_ADDRESS_PATTERN, maxLength: 129 });
+export const Uuid = Type.String({ pattern: UUID_PATTERN });
+const IsoDate = Type.String({ format: 'date' });
+const Name = Type.String({ minLength: 1, maxLength: 200 });
+
+export const BilingualName = Type.Object({ fr: Name, nl: Name }, { additionalProperties: false });
+
+export const EntityInput = Type.Object(
+  {
+    id: Slug,
+    kind: EntityKind,
+    name: BilingualName,
+    enterpriseNumber: Type.Optional(nullable(Type.String({ maxLength: 20 }))),
+    nisCode: Type.Optional(nullable(Type.String({ maxLength: 5 }))),
+    parent: Type.Optional(nullable(Slug)),
+    validFrom: Type.Optional(nullable(IsoDate)),
+    validUntil: Type.Optional(nullable(IsoDate)),
+  },
+  { additionalProperties: false },
+);
+
+export const EntityPatchInput = Type.Object(
+  {
+    name: Type.Optional(BilingualName),
+    enterpriseNumber: Type.Optional(nullable(Type.String({ maxLength: 20 }))),
+    nisCode: Type.Optional(nullable(Type.String({ maxLength: 5 }))),
+    parent: Type.Optional(nullable(Slug)),
+    validFrom: Type.Optional(nullable(IsoDate)),
+    validUntil: Type.Optional(nullable(IsoDate)),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export const EntityView = Type.Object({
+  id: Type.String(),
+  kind: Type.String(),
+  name: Type.Object({ fr: Type.String(), nl: Type.String() }),
+  enterpriseNumber: nullable(Type.String()),
+  nisCode: nullable(Type.String()),
+  parent: nullable(Type.String()),
+  validFrom: nullable(Type.String()),
+  validUntil: nullable(Type.String()),
+  href: Type.String(),
+});
+
+export const MailboxInput = Type.Object({ name: Slug }, { additionalProperties: false });
+
+export const MailboxView = Type.Object({
+  address: Type.String(),
+  entity: Type.String(),
+  name: Type.String(),
+  roles: Type.Optional(Type.Array(Type.String())),
+  href: Type.String(),
+});
+
+export const MembershipSchema = Type.Object(
+  { mailbox: MailboxAddress, roles: Type.Array(Role, { minItems: 1, maxItems: 3, uniqueItems: true }) },
+  { additionalProperties: false },
+);
+
+export const PrincipalInput = Type.Object(
+  {
+    name: Type.String({ pattern: PRINCIPAL_NAME_PATTERN }),
+    kind: literals(PRINCIPAL_KINDS),
+    displayName: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 200 }))),
+    oidcSubject: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 255 }))),
+    capabilities: Type.Optional(Type.Array(Capability, { uniqueItems: true })),
+    memberships: Type.Optional(Type.Array(MembershipSchema, { maxItems: 500 })),
+  },
+  { additionalProperties: false },
+);
+
+export const PrincipalPatchInput = Type.Object(
+  {
+    displayName: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 200 }))),
+    active: Type.Optional(Type.Boolean()),
+    capabilities: Type.Optional(Type.Array(Capability, { uniqueItems: true })),
+    memberships: Type.Optional(Type.Array(MembershipSchema, { maxItems: 500 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export const PrincipalView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  kind: Type.String(),
+  displayName: nullable(Type.String()),
+  oidcSubject: nullable(Type.String()),
+  capabilities: Type.Array(Type.String()),
+  active: Type.Boolean(),
+  memberships: Type.Array(Type.Object({ mailbox: Type.String(), roles: Type.Array(Type.String()) })),
+  createdAt: Type.String({ format: 'date-time' }),
+  deactivatedAt: nullable(Type.String({ format: 'date-time' })),
+  href: Type.String(),
+});
+
+export const TokenInput = Type.Object(
+  {
+    expiresAt: Type.Optional(nullable(Type.String({ format: 'date-time' }))),
+    label: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 100 }))),
+  },
+  { additionalProperties: false },
+);
+
+export const IssuedTokenView = Type.Object({
+  id: Type.String(),
+  token: Type.String({ description: 'Shown once; store it now' }),
+  label: nullable(Type.String()),
+  expiresAt: nullable(Type.String({ format: 'date-time' })),
+});
+
+export const TokenView = Type.Object({
+  id: Type.String(),
+  label: nullable(Type.String()),
+  createdAt: Type.String({ format: 'date-time' }),
+  expiresAt: nullable(Type.String({ format: 'date-time' })),
+  revokedAt: nullable(Type.String({ format: 'date-time' })),
+  lastUsedAt: nullable(Type.String({ format: 'date-time' })),
+});
+
+export const PageQuery = Type.Object(
+  {
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: '1 to 200, default 50' })),
+  },
+  { additionalProperties: false },
+);
+
+export const listOf = <T extends Parameters<typeof Type.Array>[0]>(item: T) =>
+  Type.Object({ items: Type.Array(item), next: Type.Optional(Type.String()) });

@@ -1,0 +1,58 @@
+/** Domain records → JSON shapes of the HTTP contract (DESIGN §5). */
+import type { Entity, Mailbox, Page, Principal, Role, TokenInfo } from '../domain/model.ts';
+
+export const API = '/api/v1';
+
+export const entityView = (e: Entity) => ({
+  id: e.id,
+  kind: e.kind,
+  name: e.name,
+  enterpriseNumber: e.enterpriseNumber,
+  nisCode: e.nisCode,
+  parent: e.parent,
+  validFrom: e.validFrom,
+  validUntil: e.validUntil,
+  href: `${API}/entities/${e.id}`,
+});
+
+export const mailboxView = (m: Mailbox & { roles?: Role[] }) => ({
+  address: m.address,
+  entity: m.entity,
+  name: m.name,
+  ...(m.roles === undefined ? {} : { roles: m.roles }),
+  href: `${API}/mailboxes/${m.address}`,
+});
+
+export const principalView = (p: Principal) => ({
+  id: p.id,
+  name: p.name,
+  kind: p.kind,
+  displayName: p.displayName,
+  oidcSubject: p.oidcSubject,
+  capabilities: p.capabilities,
+  active: p.active,
+  memberships: p.memberships,
+  createdAt: p.createdAt.toISOString(),
+  deactivatedAt: p.deactivatedAt?.toISOString() ?? null,
+  href: `${API}/principals/${p.id}`,
+});
+
+export const tokenView = (t: TokenInfo) => ({
+  id: t.id,
+  label: t.label,
+  createdAt: t.createdAt.toISOString(),
+  expiresAt: t.expiresAt?.toISOString() ?? null,
+  revokedAt: t.revokedAt?.toISOString() ?? null,
+  lastUsedAt: t.lastUsedAt?.toISOString() ?? null,
+});
+
+/** `{items, next}` where `next` repeats the request's path and filters with the new cursor. */
+export function pageView<T, V>(page: Page<T>, view: (item: T) => V, path: string, query: Record<string, string | undefined>) {
+  if (page.nextCursor === undefined) return { items: page.items.map(view) };
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) if (value !== undefined && key !== 'cursor') params.set(key, value);
+  params.set('cursor', page.nextCursor);
+  return { items: page.items.map(view), next: `${path}?${params.toString()}` };
+}
+
+export const limitOf = (query: { limit?: string }) => (query.limit === undefined ? undefined : Number(query.limit));

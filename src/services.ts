@@ -1,0 +1,80 @@
+/**
+ * The composer (like tusd's cli/composer.go): the one place where concrete
+ * adapters are chosen from the configuration and wired into the domain.
+ * Tests call it with their own database and blob store.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from './config.ts';
+import { openDatabase, type Database } from './db/client.ts';
+import { createDirectoryRepository } from './db/directory-repository.ts';
+import { createDirectory, generateToken, hashSecret, type Directory } from './domain/directory.ts';
+import { systemClock, type Clock } from './domain/ports.ts';
+import type { BlobStore } from './storage/blob-store.ts';
+import { createFsBlobStore } from './storage/fs-blob-store.ts';
+import { createS3BlobStore } from './storage/s3-blob-store.ts';
+
+export interface Services {
+  config: Config;
+  database: Database;
+  blobStore: BlobStore;
+  directory: Directory;
+  clock: Clock;
+  close(): Promise<void>;
+}
+
+export interface ServiceOverrides {
+  database?: Database;
+  blobStore?: BlobStore;
+  clock?: Clock;
+  /** SHA-256 of the admin token when it is not in the config (see resolveAdminToken). */
+  adminTokenHash?: string;
+}
+
+/**
+ * Without BXCHANGE_ADMIN_TOKEN, a token is generated at first start and only
+ * its hash is kept (`<dataDir>/admin-token.sha256`, mode 0600); the caller
+ * prints the token once. Later starts reuse the stored hash.
+ */
+export async function resolveAdminToken(config: Config): Promise<{ hash: string; generated?: string }> {
+  if (config.adminToken !== undefined) return { hash: hashSecret(config.adminToken) };
+  const file = path.join(config.dataDir, 'admin-token.sha256');
+  try {
+    const stored = (await readFile(file, 'utf8')).trim();
+    if (/^[0-9a-f]{64}$/.test(stored)) return { hash: stored };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const generated = generateToken();
+  await mkdir(config.dataDir, { recursive: true });
+  await writeFile(file, `${hashSecret(generated)}\n`, { mode: 0o600, flag: 'wx' });
+  return { hash: hashSecret(generated), generated };
+}
+
+export async function openDatabaseFor(config: Config): Promise<Database> {
+  return config.databaseUrl !== undefined
+    ? openDatabase({ url: config.databaseUrl })
+    : openDatabase({ pgliteDir: path.join(config.dataDir, 'db') });
+}
+
+export function openBlobStore(config: Config): BlobStore {
+  return config.s3 !== undefined ? createS3BlobStore(config.s3) : createFsBlobStore(path.join(config.dataDir, 'blobs'));
+}
+
+export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
+  const database = overrides.database ?? (await openDatabaseFor(config));
+  const blobStore = overrides.blobStore ?? openBlobStore(config);
+  const clock = overrides.clock ?? systemClock;
+  const adminTokenHash = overrides.adminTokenHash ?? (config.adminToken === undefined ? undefined : hashSecret(config.adminToken));
+  const directory = createDirectory({ repository: createDirectoryRepository(database.db), clock, adminTokenHash });
+  return {
+    config,
+    database,
+    blobStore,
+    directory,
+    clock,
+    async close() {
+      await Promise.allSettled([blobStore.close(), database.close()]);
+    },
+  };
+}
