@@ -195,6 +195,9 @@ mon max pg per osd = 1000
 mon allow pool size one = true
 osd crush chooseleaf type = 0
 mon warn on pool no redundancy = false
+# a single monitor: commit map changes at once (pool creations are then much faster)
+paxos propose interval = 0.05
+paxos min wait = 0.01
 [mon.a]
 mon data = $D/mon
 [osd.0]
