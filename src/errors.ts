@@ -46,6 +46,12 @@ export const catalogue = {
   internalServerError: { status: 500, title: 'Internal Server Error', type: `${BELGIF}internalServerError` },
   serviceUnavailable: { status: 503, title: 'Service Unavailable', type: `${BELGIF}serviceUnavailable` },
   blobNotFound: { status: 404, title: 'Stored Object Not Found' },
+  envelopeNotDraft: { status: 409, title: 'Envelope Is Not A Draft' },
+  envelopeIncomplete: { status: 422, title: 'Envelope Incomplete' },
+  unprocessable: { status: 422, title: 'Unprocessable Content' },
+  rangeNotSatisfiable: { status: 416, title: 'Range Not Satisfiable' },
+  checksumMismatch: { status: 460, title: 'Checksum Mismatch' },
+  fileMissing: { status: 500, title: 'Stored File Missing' },
 } satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof catalogue;
@@ -105,7 +111,7 @@ export class ForbiddenError extends AppError {
 }
 
 export class ConflictError extends AppError {
-  constructor(code: 'entityExists' | 'mailboxExists' | 'principalExists' | 'conflict', detail: string, issues?: ProblemIssue[]) {
+  constructor(code: 'entityExists' | 'mailboxExists' | 'principalExists' | 'conflict' | 'envelopeNotDraft', detail: string, issues?: ProblemIssue[]) {
     super(code, detail, issues ? { issues } : {});
     this.name = 'ConflictError';
   }

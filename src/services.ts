@@ -8,6 +8,9 @@ import path from 'node:path';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/client.ts';
 import { createDirectoryRepository } from './db/directory-repository.ts';
+import { createEnvelopeRepository } from './db/envelope-repository.ts';
+import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
+import type { EnvelopeRepository } from './domain/ports.ts';
 import { createDirectory, generateToken, hashSecret, type Directory } from './domain/directory.ts';
 import { systemClock, type Clock } from './domain/ports.ts';
 import type { BlobStore } from './storage/blob-store.ts';
@@ -19,6 +22,8 @@ export interface Services {
   database: Database;
   blobStore: BlobStore;
   directory: Directory;
+  envelopes: Envelopes;
+  envelopeRepository: EnvelopeRepository;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -66,12 +71,23 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const blobStore = overrides.blobStore ?? openBlobStore(config);
   const clock = overrides.clock ?? systemClock;
   const adminTokenHash = overrides.adminTokenHash ?? (config.adminToken === undefined ? undefined : hashSecret(config.adminToken));
-  const directory = createDirectory({ repository: createDirectoryRepository(database.db), clock, adminTokenHash });
+  const directoryRepository = createDirectoryRepository(database.db);
+  const directory = createDirectory({ repository: directoryRepository, clock, adminTokenHash });
+  const envelopeRepository = createEnvelopeRepository(database.db);
+  const envelopes = createEnvelopes({
+    envelopes: envelopeRepository,
+    directory: directoryRepository,
+    blobStore,
+    clock,
+    maxUploadBytes: config.maxUploadBytes,
+  });
   return {
     config,
     database,
     blobStore,
     directory,
+    envelopes,
+    envelopeRepository,
     clock,
     async close() {
       await Promise.allSettled([blobStore.close(), database.close()]);

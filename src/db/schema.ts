@@ -154,7 +154,11 @@ export const envelopes = pgTable(
     deadline: date('deadline', { mode: 'string' }),
     retainUntil: date('retain_until', { mode: 'string' }),
   },
-  (table) => [index('envelopes_from_idx').on(table.fromMailbox, table.id)],
+  (table) => [
+    index('envelopes_from_idx').on(table.fromMailbox, table.id),
+    index('envelopes_outbox_idx').on(table.fromMailbox, table.createdAt, table.id),
+    index('envelopes_status_created_idx').on(table.status, table.createdAt),
+  ],
 );
 
 export const envelopeRecipients = pgTable(
@@ -174,6 +178,7 @@ export const envelopeRecipients = pgTable(
   (table) => [
     primaryKey({ columns: [table.envelopeId, table.mailboxAddress] }),
     index('envelope_recipients_mailbox_idx').on(table.mailboxAddress, table.envelopeId),
+    index('envelope_recipients_inbox_idx').on(table.mailboxAddress, table.deliveredAt, table.envelopeId),
   ],
 );
 
@@ -192,6 +197,12 @@ export const files = pgTable(
     plaintextSha256: text('plaintext_sha256'),
     storageKey: text('storage_key').notNull(),
     recipientKeyIds: text('recipient_key_ids').array(),
+    /** Size announced at creation (null while tus creation-defer-length). */
+    declaredSize: bigint('declared_size', { mode: 'number' }),
+    /** Serialised SHA-256 state after `hashOffset` bytes (see storage/hashing-store.ts). */
+    hashState: bytea('hash_state'),
+    hashOffset: bigint('hash_offset', { mode: 'number' }),
+    uploadedBy: uuid('uploaded_by').references(() => principals.id),
     ...timestamps,
     completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),
   },

@@ -12,6 +12,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError, type ProblemIssue } from '../errors.ts';
 import { normalizeEnterpriseNumber } from './enterprise-number.ts';
 import { SLUG, parseMailboxAddress, uuidv7 } from './ids.ts';
+import { decodeCursor, encodeCursor, pageLimit } from './pagination.ts';
 import {
   callerId,
   callerIsAdmin,
@@ -73,8 +74,6 @@ export interface DirectoryDeps {
   adminTokenHash: string | undefined;
 }
 
-const DEFAULT_PAGE = 50;
-const MAX_PAGE = 200;
 const TOKEN_PREFIX = 'bxc_';
 
 export function hashSecret(secret: string): string {
@@ -84,29 +83,6 @@ export function hashSecret(secret: string): string {
 /** A fresh bearer token: 256 random bits, base64url, with a recognisable prefix for secret scanners. */
 export function generateToken(): string {
   return TOKEN_PREFIX + randomBytes(32).toString('base64url');
-}
-
-export function encodeCursor(after: string): string {
-  return Buffer.from(JSON.stringify({ a: after }), 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string | undefined): string | undefined {
-  if (cursor === undefined || cursor === '') return undefined;
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { a?: unknown };
-    if (typeof value.a === 'string') return value.a;
-  } catch {
-    // fall through
-  }
-  throw new ValidationError([{ in: 'query', name: 'cursor', detail: 'The cursor is not one this server issued' }], 'Invalid cursor');
-}
-
-export function pageLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_PAGE;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-    throw new ValidationError([{ in: 'query', name: 'limit', value: limit, detail: `limit must be between 1 and ${MAX_PAGE}` }]);
-  }
-  return limit;
 }
 
 async function paginate<T>(

@@ -101,3 +101,117 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => new Date() };
+
+// ---------------------------------------------------------------- envelopes
+
+export type EnvelopeStatus = 'draft' | 'submitted';
+export type RecipientStatus = 'pending' | 'delivered' | 'retrieved' | 'acknowledged';
+
+export interface RecipientRecord {
+  address: string;
+  status: RecipientStatus;
+  deliveredAt: Date | null;
+  retrievedAt: Date | null;
+  acknowledgedAt: Date | null;
+}
+
+export interface FileRecord {
+  id: string;
+  envelopeId: string;
+  name: string;
+  mediaType: string;
+  role: string | null;
+  declaredSize: number | null;
+  size: number | null;
+  sha256: string | null;
+  plaintextSha256: string | null;
+  storageKey: string;
+  createdAt: Date;
+  completedAt: Date | null;
+}
+
+export interface EnvelopeRecord {
+  id: string;
+  type: string;
+  typeVersion: string;
+  from: string;
+  status: EnvelopeStatus;
+  metadata: unknown;
+  inReplyTo: string | null;
+  createdBy: string;
+  createdAt: Date;
+  submittedAt: Date | null;
+  deadline: string | null;
+  retainUntil: string | null;
+  recipients: RecipientRecord[];
+  files: FileRecord[];
+}
+
+export interface NewEnvelope {
+  id: string;
+  type: string;
+  typeVersion: string;
+  from: string;
+  metadata: unknown;
+  inReplyTo: string | null;
+  createdBy: string;
+  createdAt: Date;
+  recipients: string[];
+}
+
+export interface NewFile {
+  id: string;
+  envelopeId: string;
+  name: string;
+  mediaType: string;
+  role: string | null;
+  declaredSize: number | null;
+  plaintextSha256: string | null;
+  storageKey: string;
+  uploadedBy: string;
+}
+
+export interface MailboxListQuery {
+  address: string;
+  direction: 'in' | 'out';
+  type?: string;
+  status?: string;
+  /** Keyset: strictly after (time, id) in the descending order. */
+  after?: { time: Date; id: string };
+  limit: number;
+}
+
+export interface MailboxListItem {
+  envelope: Omit<EnvelopeRecord, 'files'>;
+  /** The listing's sort time: delivery time (in) or creation time (out). */
+  sortTime: Date;
+}
+
+export interface EnvelopeRepository {
+  create(envelope: NewEnvelope, audit: AuditInput): Promise<EnvelopeRecord>;
+  find(id: string): Promise<EnvelopeRecord | null>;
+  /** Deletes a draft and its file rows; false when it is no longer a draft. */
+  deleteDraft(id: string, audit: AuditInput): Promise<boolean>;
+  addFile(file: NewFile, audit: AuditInput): Promise<FileRecord>;
+  findFile(fileId: string): Promise<FileRecord | null>;
+  /** Marks an upload complete with its final size and SHA-256. */
+  completeFile(fileId: string, result: { size: number; sha256: string }, at: Date): Promise<FileRecord | null>;
+  removeFile(fileId: string, audit: AuditInput): Promise<void>;
+  /**
+   * Moves a draft to submitted and its recipients to delivered, atomically;
+   * false when it was not a draft any more (a concurrent submit won).
+   */
+  markSubmitted(id: string, at: Date, audit: AuditInput): Promise<boolean>;
+  /** First download by a recipient: delivered → retrieved (no change otherwise). */
+  markRetrieved(id: string, mailbox: string, at: Date, audit: AuditInput): Promise<void>;
+  /** delivered|retrieved → acknowledged; returns the recipient afterwards. */
+  markAcknowledged(id: string, mailbox: string, at: Date, audit: AuditInput): Promise<RecipientRecord | null>;
+  listMailbox(query: MailboxListQuery): Promise<MailboxListItem[]>;
+  /** Running SHA-256 state of an upload (hashing-store). */
+  loadHashState(fileId: string): Promise<{ state: Buffer; offset: number } | null>;
+  saveHashState(fileId: string, state: Buffer, offset: number): Promise<void>;
+  /** Drafts created before `before` (expired), oldest first. */
+  expiredDrafts(before: Date, limit: number): Promise<EnvelopeRecord[]>;
+  /** Storage keys of all file rows whose key starts with `prefix`. */
+  storageKeys(prefix: string): Promise<Set<string>>;
+}

@@ -169,3 +169,65 @@ export const PageQuery = Type.Object(
 
 export const listOf = <T extends Parameters<typeof Type.Array>[0]>(item: T) =>
   Type.Object({ items: Type.Array(item), next: Type.Optional(Type.String()) });
+
+// ---------------------------------------------------------------- envelopes
+
+export const EnvelopeInput = Type.Object(
+  {
+    type: Type.String({ minLength: 1, maxLength: 100, description: 'Envelope type, e.g. general.letter' }),
+    from: MailboxAddress,
+    to: Type.Optional(Type.Array(Type.String({ maxLength: 129 }), { maxItems: 100 })),
+    metadata: Type.Object({}, { additionalProperties: true, description: "Validated by the type's schema" }),
+    inReplyTo: Type.Optional(nullable(Uuid)),
+  },
+  { additionalProperties: false },
+);
+
+export const FileView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  mediaType: Type.String(),
+  role: nullable(Type.String()),
+  size: nullable(Type.Integer()),
+  sha256: nullable(Type.String()),
+  plaintextSha256: nullable(Type.String()),
+  complete: Type.Boolean(),
+  href: Type.String(),
+});
+
+export const RecipientView = Type.Object({
+  address: Type.String(),
+  status: Type.String(),
+  deliveredAt: nullable(Type.String({ format: 'date-time' })),
+  retrievedAt: nullable(Type.String({ format: 'date-time' })),
+  acknowledgedAt: nullable(Type.String({ format: 'date-time' })),
+});
+
+export const EnvelopeView = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  typeVersion: Type.String(),
+  from: Type.String(),
+  status: Type.String(),
+  metadata: Type.Object({}, { additionalProperties: true }),
+  inReplyTo: nullable(Type.String()),
+  createdAt: Type.String({ format: 'date-time' }),
+  submittedAt: nullable(Type.String({ format: 'date-time' })),
+  deadline: nullable(Type.String()),
+  recipients: Type.Array(RecipientView),
+  files: Type.Array(FileView),
+  uploadUrl: Type.Optional(Type.String()),
+  href: Type.String(),
+});
+
+export const EnvelopeSummaryView = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  from: Type.String(),
+  status: Type.String(),
+  metadata: Type.Object({}, { additionalProperties: true }),
+  recipients: Type.Array(RecipientView),
+  createdAt: Type.String({ format: 'date-time' }),
+  submittedAt: nullable(Type.String({ format: 'date-time' })),
+  href: Type.String(),
+});

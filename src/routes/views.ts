@@ -1,5 +1,6 @@
 /** Domain records → JSON shapes of the HTTP contract (DESIGN §5). */
 import type { Entity, Mailbox, Page, Principal, Role, TokenInfo } from '../domain/model.ts';
+import type { EnvelopeRecord, FileRecord, RecipientRecord } from '../domain/ports.ts';
 
 export const API = '/api/v1';
 
@@ -56,3 +57,54 @@ export function pageView<T, V>(page: Page<T>, view: (item: T) => V, path: string
 }
 
 export const limitOf = (query: { limit?: string }) => (query.limit === undefined ? undefined : Number(query.limit));
+
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+
+export const fileView = (f: FileRecord) => ({
+  id: f.id,
+  name: f.name,
+  mediaType: f.mediaType,
+  role: f.role,
+  size: f.size,
+  sha256: f.sha256,
+  plaintextSha256: f.plaintextSha256,
+  complete: f.completedAt !== null,
+  href: `${API}/envelopes/${f.envelopeId}/files/${f.id}`,
+});
+
+export const recipientView = (r: RecipientRecord) => ({
+  address: r.address,
+  status: r.status,
+  deliveredAt: iso(r.deliveredAt),
+  retrievedAt: iso(r.retrievedAt),
+  acknowledgedAt: iso(r.acknowledgedAt),
+});
+
+export const envelopeView = (e: EnvelopeRecord) => ({
+  id: e.id,
+  type: e.type,
+  typeVersion: e.typeVersion,
+  from: e.from,
+  status: e.status,
+  metadata: e.metadata as Record<string, unknown>,
+  inReplyTo: e.inReplyTo,
+  createdAt: e.createdAt.toISOString(),
+  submittedAt: iso(e.submittedAt),
+  deadline: e.deadline,
+  recipients: e.recipients.map(recipientView),
+  files: e.files.map(fileView),
+  ...(e.status === 'draft' ? { uploadUrl: `${API}/uploads` } : {}),
+  href: `${API}/envelopes/${e.id}`,
+});
+
+export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files'>) => ({
+  id: e.id,
+  type: e.type,
+  from: e.from,
+  status: e.status,
+  metadata: e.metadata as Record<string, unknown>,
+  recipients: e.recipients.map(recipientView),
+  createdAt: e.createdAt.toISOString(),
+  submittedAt: iso(e.submittedAt),
+  href: `${API}/envelopes/${e.id}`,
+});

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Caller } from '../../domain/model.ts';
 import type { Services } from '../../services.ts';
 import entities from './entities.ts';
+import envelopes from './envelopes.ts';
 import mailboxes from './mailboxes.ts';
 import principals from './principals.ts';
 
@@ -32,4 +33,5 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   await app.register(entities, services);
   await app.register(mailboxes, services);
   await app.register(principals, services);
+  await app.register(envelopes, services);
 }

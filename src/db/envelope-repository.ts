@@ -1,0 +1,280 @@
+/** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
+import { and, asc, desc, eq, inArray, isNull, like, lt, or, sql } from 'drizzle-orm';
+import type { EnvelopeRecord, EnvelopeRepository, FileRecord, RecipientRecord, RecipientStatus } from '../domain/ports.ts';
+import { ConflictError } from '../errors.ts';
+import { appendAudit } from './audit.ts';
+import type { Db } from './client.ts';
+import { envelopeRecipients, envelopes, files } from './schema.ts';
+
+type FileRow = typeof files.$inferSelect;
+type EnvelopeRow = typeof envelopes.$inferSelect;
+type RecipientRow = typeof envelopeRecipients.$inferSelect;
+
+function toFile(row: FileRow): FileRecord {
+  return {
+    id: row.id,
+    envelopeId: row.envelopeId,
+    name: row.name,
+    mediaType: row.mediaType,
+    role: row.role,
+    declaredSize: row.declaredSize,
+    size: row.size,
+    sha256: row.sha256,
+    plaintextSha256: row.plaintextSha256,
+    storageKey: row.storageKey,
+    createdAt: row.createdAt,
+    completedAt: row.completedAt,
+  };
+}
+
+function toRecipient(row: RecipientRow): RecipientRecord {
+  return {
+    address: row.mailboxAddress,
+    status: row.status as RecipientStatus,
+    deliveredAt: row.deliveredAt,
+    retrievedAt: row.retrievedAt,
+    acknowledgedAt: row.acknowledgedAt,
+  };
+}
+
+function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: FileRow[]): EnvelopeRecord {
+  return {
+    id: row.id,
+    type: row.type,
+    typeVersion: row.typeVersion,
+    from: row.fromMailbox,
+    status: row.status as EnvelopeRecord['status'],
+    metadata: row.metadata,
+    inReplyTo: row.inReplyTo,
+    createdBy: row.createdBy,
+    createdAt: row.createdAt,
+    submittedAt: row.submittedAt,
+    deadline: row.deadline,
+    retainUntil: row.retainUntil,
+    recipients: recipients.map(toRecipient),
+    files: fileRows.map(toFile),
+  };
+}
+
+export function createEnvelopeRepository(db: Db): EnvelopeRepository {
+  type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+  async function load(rows: EnvelopeRow[], withFiles: boolean): Promise<EnvelopeRecord[]> {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => r.id);
+    const [recipientRows, fileRows] = await Promise.all([
+      db.select().from(envelopeRecipients).where(inArray(envelopeRecipients.envelopeId, ids)).orderBy(asc(envelopeRecipients.mailboxAddress)),
+      withFiles ? db.select().from(files).where(inArray(files.envelopeId, ids)).orderBy(asc(files.id)) : Promise.resolve([] as FileRow[]),
+    ]);
+    return rows.map((row) =>
+      toEnvelope(
+        row,
+        recipientRows.filter((r) => r.envelopeId === row.id),
+        fileRows.filter((f) => f.envelopeId === row.id),
+      ),
+    );
+  }
+
+  async function find(id: string): Promise<EnvelopeRecord | null> {
+    const rows = await db.select().from(envelopes).where(eq(envelopes.id, id));
+    const [envelope] = await load(rows, true);
+    return envelope ?? null;
+  }
+
+  async function audited<T>(audit: Parameters<EnvelopeRepository['create']>[1], at: Date | undefined, work: (tx: Tx) => Promise<T>): Promise<T> {
+    return db.transaction(async (tx) => {
+      const result = await work(tx);
+      await appendAudit(tx, audit, at);
+      return result;
+    });
+  }
+
+  return {
+    async create(envelope, audit) {
+      await audited(audit, undefined, async (tx) => {
+        await tx.insert(envelopes).values({
+          id: envelope.id,
+          type: envelope.type,
+          typeVersion: envelope.typeVersion,
+          fromMailbox: envelope.from,
+          status: 'draft',
+          metadata: envelope.metadata,
+          inReplyTo: envelope.inReplyTo,
+          createdBy: envelope.createdBy,
+          // Millisecond precision from the clock, so keyset cursors (JS dates) compare exactly.
+          createdAt: envelope.createdAt,
+        });
+        if (envelope.recipients.length > 0) {
+          await tx
+            .insert(envelopeRecipients)
+            .values(envelope.recipients.map((address) => ({ envelopeId: envelope.id, mailboxAddress: address, status: 'pending' })));
+        }
+      });
+      return (await find(envelope.id))!;
+    },
+
+    find,
+
+    async deleteDraft(id, audit) {
+      return audited(audit, undefined, async (tx) => {
+        const [row] = await tx.select({ status: envelopes.status }).from(envelopes).where(eq(envelopes.id, id)).for('update');
+        if (row === undefined || row.status !== 'draft') return false;
+        await tx.delete(files).where(eq(files.envelopeId, id));
+        await tx.delete(envelopeRecipients).where(eq(envelopeRecipients.envelopeId, id));
+        await tx.delete(envelopes).where(eq(envelopes.id, id));
+        return true;
+      });
+    },
+
+    async addFile(file, audit) {
+      const [row] = await audited(audit, undefined, async (tx) => {
+        // Serialise with submit: a file can only join an envelope that is still a draft.
+        const [envelope] = await tx.select({ status: envelopes.status }).from(envelopes).where(eq(envelopes.id, file.envelopeId)).for('update');
+        if (envelope?.status !== 'draft') throw new ConflictError('envelopeNotDraft', 'The envelope was submitted meanwhile; its files cannot change');
+        return tx
+          .insert(files)
+          .values({
+            id: file.id,
+            envelopeId: file.envelopeId,
+            name: file.name,
+            mediaType: file.mediaType,
+            role: file.role,
+            declaredSize: file.declaredSize,
+            plaintextSha256: file.plaintextSha256,
+            storageKey: file.storageKey,
+            uploadedBy: file.uploadedBy,
+          })
+          .returning();
+      });
+      return toFile(row!);
+    },
+
+    async findFile(fileId) {
+      const [row] = await db.select().from(files).where(eq(files.id, fileId));
+      return row === undefined ? null : toFile(row);
+    },
+
+    async completeFile(fileId, result, at) {
+      const [row] = await db
+        .update(files)
+        .set({ size: result.size, sha256: result.sha256, completedAt: at, hashState: null })
+        .where(eq(files.id, fileId))
+        .returning();
+      return row === undefined ? null : toFile(row);
+    },
+
+    async removeFile(fileId, audit) {
+      await audited(audit, undefined, async (tx) => {
+        await tx.delete(files).where(eq(files.id, fileId));
+      });
+    },
+
+    async markSubmitted(id, at, audit) {
+      return audited(audit, at, async (tx) => {
+        const [row] = await tx.select({ status: envelopes.status }).from(envelopes).where(eq(envelopes.id, id)).for('update');
+        if (row?.status !== 'draft') return false;
+        await tx.update(envelopes).set({ status: 'submitted', submittedAt: at }).where(eq(envelopes.id, id));
+        await tx.update(envelopeRecipients).set({ status: 'delivered', deliveredAt: at }).where(eq(envelopeRecipients.envelopeId, id));
+        return true;
+      });
+    },
+
+    async markRetrieved(id, mailbox, at, audit) {
+      await audited(audit, at, async (tx) => {
+        await tx
+          .update(envelopeRecipients)
+          .set({ status: 'retrieved', retrievedAt: at })
+          .where(and(eq(envelopeRecipients.envelopeId, id), eq(envelopeRecipients.mailboxAddress, mailbox), eq(envelopeRecipients.status, 'delivered')));
+      });
+    },
+
+    async markAcknowledged(id, mailbox, at, audit) {
+      const rows = await audited(audit, at, (tx) =>
+        tx
+          .update(envelopeRecipients)
+          .set({ status: 'acknowledged', acknowledgedAt: at, retrievedAt: sql`coalesce(${envelopeRecipients.retrievedAt}, ${at.toISOString()}::timestamptz)` })
+          .where(
+            and(
+              eq(envelopeRecipients.envelopeId, id),
+              eq(envelopeRecipients.mailboxAddress, mailbox),
+              inArray(envelopeRecipients.status, ['delivered', 'retrieved']),
+            ),
+          )
+          .returning(),
+      );
+      return rows[0] === undefined ? null : toRecipient(rows[0]);
+    },
+
+    /**
+     * Keyset pagination on (time DESC, id DESC): a row inserted between two
+     * page reads sorts either before the cursor (already-read territory: it
+     * shows on a fresh first page) or after it; never twice, never skipped
+     * among the rows that existed. Ties on time are broken by the id.
+     */
+    async listMailbox(query) {
+      if (query.direction === 'in') {
+        const time = envelopeRecipients.deliveredAt;
+        const rows = await db
+          .select({ envelope: envelopes, recipient: envelopeRecipients })
+          .from(envelopeRecipients)
+          .innerJoin(envelopes, eq(envelopes.id, envelopeRecipients.envelopeId))
+          .where(
+            and(
+              eq(envelopeRecipients.mailboxAddress, query.address),
+              eq(envelopes.status, 'submitted'),
+              query.type === undefined ? undefined : eq(envelopes.type, query.type),
+              query.status === undefined ? undefined : eq(envelopeRecipients.status, query.status),
+              query.after === undefined
+                ? undefined
+                : or(lt(time, query.after.time), and(eq(time, query.after.time), lt(envelopeRecipients.envelopeId, query.after.id))),
+            ),
+          )
+          .orderBy(desc(time), desc(envelopeRecipients.envelopeId))
+          .limit(query.limit);
+        const loaded = await load(rows.map((r) => r.envelope), false);
+        return loaded.map((envelope, i) => ({ envelope, sortTime: rows[i]!.recipient.deliveredAt! }));
+      }
+      const time = envelopes.createdAt;
+      const rows = await db
+        .select()
+        .from(envelopes)
+        .where(
+          and(
+            eq(envelopes.fromMailbox, query.address),
+            query.type === undefined ? undefined : eq(envelopes.type, query.type),
+            query.status === undefined ? undefined : eq(envelopes.status, query.status),
+            query.after === undefined ? undefined : or(lt(time, query.after.time), and(eq(time, query.after.time), lt(envelopes.id, query.after.id))),
+          ),
+        )
+        .orderBy(desc(time), desc(envelopes.id))
+        .limit(query.limit);
+      const loaded = await load(rows, false);
+      return loaded.map((envelope, i) => ({ envelope, sortTime: rows[i]!.createdAt }));
+    },
+
+    async loadHashState(fileId) {
+      const [row] = await db.select({ state: files.hashState, offset: files.hashOffset }).from(files).where(eq(files.id, fileId));
+      if (row === undefined || row.state === null || row.offset === null) return null;
+      return { state: row.state, offset: row.offset };
+    },
+
+    async saveHashState(fileId, state, offset) {
+      await db.update(files).set({ hashState: state, hashOffset: offset }).where(and(eq(files.id, fileId), isNull(files.completedAt)));
+    },
+
+    async expiredDrafts(before, limit) {
+      const rows = await db
+        .select()
+        .from(envelopes)
+        .where(and(eq(envelopes.status, 'draft'), lt(envelopes.createdAt, before)))
+        .orderBy(asc(envelopes.createdAt))
+        .limit(limit);
+      return load(rows, true);
+    },
+
+    async storageKeys(prefix) {
+      const rows = await db.select({ key: files.storageKey }).from(files).where(like(files.storageKey, `${prefix.replace(/[%_\\]/g, '\\$&')}%`));
+      return new Set(rows.map((r) => r.key));
+    },
+  };
+}

@@ -1,0 +1,464 @@
+/**
+ * Envelopes: drafts, files, submission, delivery, retrieval and
+ * acknowledgement (DESIGN §3, §5). Every door (HTTP, tus, multipart, later
+ * SFTP) calls these functions, so a rule lives here once.
+ *
+ * Visibility: an envelope exists for a caller only as a member of its `from`
+ * mailbox, or — once submitted — as a member of one of its recipient
+ * mailboxes. Anyone else gets 404, so existence never leaks. A member who
+ * may see the envelope but lacks the role for an action gets 403.
+ */
+import { createHash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError, type ProblemIssue } from '../errors.ts';
+import type { BlobStore, ByteRange } from '../storage/blob-store.ts';
+import { decodeCursorValue, encodeCursorValue, pageLimit } from './pagination.ts';
+import { assertMetadata, findEnvelopeType, metadataIssues, type EnvelopeType } from './envelope-types/index.ts';
+import { MAILBOX_ADDRESS, uuidv7 } from './ids.ts';
+import { callerId, rolesOn, type Caller, type Page, type Role } from './model.ts';
+import type {
+  Clock,
+  DirectoryRepository,
+  EnvelopeRecord,
+  EnvelopeRepository,
+  FileRecord,
+  MailboxListItem,
+  RecipientRecord,
+} from './ports.ts';
+
+export const MAX_RECIPIENTS = 100;
+
+export type CompleteFile = FileRecord & { size: number; sha256: string };
+export const MAX_FILES = 200;
+
+export interface CreateDraftInput {
+  type: string;
+  from: string;
+  to?: string[];
+  metadata: unknown;
+  inReplyTo?: string | null;
+}
+
+export interface BeginUploadInput {
+  envelopeId: string;
+  filename: string;
+  mediaType?: string;
+  role?: string | null;
+  plaintextSha256?: string | null;
+  /** Announced size; undefined with tus creation-defer-length. */
+  size?: number;
+}
+
+/** Everything a submission step may look at; steps throw or push issues. */
+export interface SubmitContext {
+  caller: Caller;
+  envelope: EnvelopeRecord;
+  type: EnvelopeType;
+  now: Date;
+  /** Problems found so far; a non-empty list refuses the submission (422). */
+  issues: ProblemIssue[];
+}
+
+/** One check of the submission pipeline. Later features add steps (routing, encryption, evidence). */
+export type SubmitStep = (context: SubmitContext) => Promise<void> | void;
+
+export interface EnvelopesDeps {
+  envelopes: EnvelopeRepository;
+  directory: DirectoryRepository;
+  blobStore: BlobStore;
+  clock: Clock;
+  maxUploadBytes: number;
+  /** Extra steps appended to the default submission pipeline. */
+  submitSteps?: SubmitStep[];
+}
+
+const FILENAME_MAX = 255;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const MEDIA_TYPE = /^[a-z0-9!#$&^_.+-]{1,127}\/[a-z0-9!#$&^_.+-]{1,127}$/i;
+const ROLE = /^[a-z][a-zA-Z0-9_-]{0,63}$/;
+
+/**
+ * A client's file name, reduced to a plain name: the last path segment, no
+ * control characters. Storage keys never derive from it; it is only shown.
+ */
+export function plainFileName(name: string): string | null {
+  const last = name.split(/[\\/]/).pop() ?? '';
+  const trimmed = last.trim();
+  if (trimmed === '' || trimmed === '.' || trimmed === '..' || trimmed.length > FILENAME_MAX) return null;
+  if (/[\u0000-\u001f\u007f]/.test(trimmed)) return null;
+  return trimmed;
+}
+
+export function storageKeyFor(envelopeId: string, fileId: string): string {
+  return `envelopes/${envelopeId}/${fileId}`;
+}
+
+function hasRole(caller: Caller, mailbox: string, role: Role): boolean {
+  return rolesOn(caller, mailbox).includes(role);
+}
+
+function isSenderMember(caller: Caller, envelope: EnvelopeRecord): boolean {
+  return rolesOn(caller, envelope.from).length > 0;
+}
+
+/** Recipient mailboxes of a submitted envelope where the caller has `read`. */
+function readableRecipients(caller: Caller, envelope: EnvelopeRecord): RecipientRecord[] {
+  if (envelope.status !== 'submitted') return [];
+  return envelope.recipients.filter((r) => hasRole(caller, r.address, 'read'));
+}
+
+function isVisible(caller: Caller, envelope: EnvelopeRecord): boolean {
+  if (isSenderMember(caller, envelope)) return true;
+  if (envelope.status !== 'submitted') return false;
+  return envelope.recipients.some((r) => rolesOn(caller, r.address).length > 0);
+}
+
+/** The default pipeline: authorisation, state, files, uploads, metadata. Order matters: cheap and decisive first. */
+export const defaultSubmitSteps: SubmitStep[] = [
+  function callerMaySend({ caller, envelope }) {
+    if (!hasRole(caller, envelope.from, 'send')) throw new ForbiddenError(`Sending from ${envelope.from} needs the send role`);
+  },
+  function isDraft({ envelope }) {
+    if (envelope.status !== 'draft') throw new ConflictError('envelopeNotDraft', 'The envelope was already submitted');
+  },
+  function hasFiles({ envelope, issues }) {
+    if (envelope.files.length === 0) issues.push({ name: 'files', detail: 'An envelope needs at least one file' });
+  },
+  function uploadsComplete({ envelope, issues }) {
+    for (const file of envelope.files) {
+      if (file.completedAt === null) {
+        issues.push({ name: `files/${file.id}`, value: file.name, detail: `The upload of "${file.name}" is not complete` });
+      }
+    }
+  },
+  function metadataValid({ envelope, type, issues }) {
+    issues.push(...metadataIssues(type, envelope.metadata));
+  },
+];
+
+function mailboxCursor(item: MailboxListItem): string {
+  return encodeCursorValue({ t: item.sortTime.toISOString(), i: item.envelope.id });
+}
+
+function parseMailboxCursor(cursor: string | undefined): { time: Date; id: string } | undefined {
+  const value = decodeCursorValue(cursor) as { t?: unknown; i?: unknown } | undefined;
+  if (value === undefined) return undefined;
+  if (typeof value.t === 'string' && typeof value.i === 'string') {
+    const time = new Date(value.t);
+    if (!Number.isNaN(time.getTime())) return { time, id: value.i };
+  }
+  throw new ValidationError([{ in: 'query', name: 'cursor', detail: 'The cursor is not one this server issued' }], 'Invalid cursor');
+}
+
+export function createEnvelopes(deps: EnvelopesDeps) {
+  const { envelopes, directory, blobStore, clock } = deps;
+  const submitSteps = [...defaultSubmitSteps, ...(deps.submitSteps ?? [])];
+
+  /** The envelope if the caller may see it, 404 otherwise. */
+  async function visibleEnvelope(caller: Caller, id: string): Promise<EnvelopeRecord> {
+    const envelope = await envelopes.find(id);
+    if (envelope === null || !isVisible(caller, envelope)) throw new NotFoundError('No such envelope');
+    return envelope;
+  }
+
+  /** A draft the caller may send from (404 if invisible, 403 without send, 409 if submitted). */
+  async function sendableDraft(caller: Caller, id: string): Promise<EnvelopeRecord> {
+    const envelope = await visibleEnvelope(caller, id);
+    if (!hasRole(caller, envelope.from, 'send')) throw new ForbiddenError(`Sending from ${envelope.from} needs the send role`);
+    if (envelope.status !== 'draft') throw new ConflictError('envelopeNotDraft', 'The envelope was already submitted; its files cannot change');
+    return envelope;
+  }
+
+  const api = {
+    submitSteps,
+
+    async createDraft(caller: Caller, input: CreateDraftInput): Promise<EnvelopeRecord> {
+      const type = findEnvelopeType(input.type);
+      if (type === undefined) throw ValidationError.field('/type', `Unknown envelope type "${input.type}"`, input.type);
+      const fromRoles = rolesOn(caller, input.from);
+      if (fromRoles.length === 0 || (await directory.findMailbox(input.from)) === null) {
+        throw new NotFoundError(`No mailbox ${input.from} among yours`);
+      }
+      if (!fromRoles.includes('send')) throw new ForbiddenError(`Sending from ${input.from} needs the send role`);
+      const to = [...new Set(input.to ?? [])];
+      const issues: ProblemIssue[] = [];
+      if (to.length === 0) issues.push({ in: 'body', name: '/to', detail: 'A general letter needs at least one recipient' });
+      if (to.length > MAX_RECIPIENTS) issues.push({ in: 'body', name: '/to', detail: `At most ${MAX_RECIPIENTS} recipients` });
+      const existing = new Set(await directory.existingMailboxes(to));
+      to.forEach((address, index) => {
+        if (!MAILBOX_ADDRESS.test(address)) issues.push({ in: 'body', name: `/to/${index}`, value: address, detail: 'Not a mailbox address (name@entity)' });
+        else if (!existing.has(address)) issues.push({ in: 'body', name: `/to/${index}`, value: address, detail: 'No such mailbox' });
+        else if (address === input.from) issues.push({ in: 'body', name: `/to/${index}`, value: address, detail: 'A mailbox cannot send to itself' });
+      });
+      issues.push(...metadataIssues(type, input.metadata));
+      if (input.inReplyTo !== undefined && input.inReplyTo !== null) {
+        const original = await envelopes.find(input.inReplyTo);
+        if (original === null || !isVisible(caller, original) || original.status !== 'submitted') {
+          issues.push({ in: 'body', name: '/inReplyTo', value: input.inReplyTo, detail: 'No submitted envelope you can see has this id' });
+        }
+      }
+      if (issues.length > 0) throw new ValidationError(issues, 'The envelope is not valid');
+      const now = clock.now();
+      const id = uuidv7(now.getTime());
+      return envelopes.create(
+        {
+          id,
+          type: type.name,
+          typeVersion: type.version,
+          from: input.from,
+          metadata: input.metadata,
+          inReplyTo: input.inReplyTo ?? null,
+          createdBy: caller.type === 'principal' ? caller.principal.id : '',
+          createdAt: now,
+          recipients: to,
+        },
+        { actor: callerId(caller), action: 'envelope.create', subject: id, data: { type: type.name, from: input.from, to } },
+      );
+    },
+
+    getEnvelope: visibleEnvelope,
+
+    async deleteDraft(caller: Caller, id: string): Promise<void> {
+      const envelope = await sendableDraft(caller, id);
+      const deleted = await envelopes.deleteDraft(id, { actor: callerId(caller), action: 'envelope.delete', subject: id });
+      if (!deleted) throw new ConflictError('envelopeNotDraft', 'The envelope was submitted meanwhile');
+      // Rows first, bytes second: a crash in between leaves only orphans, which hygiene collects.
+      for (const file of envelope.files) await blobStore.delete(file.storageKey).catch(() => undefined);
+    },
+
+    /**
+     * Registers a file about to be uploaded (tus creation or multipart):
+     * checks the caller may add files to this draft and returns the row with
+     * the storage key, which never derives from the client's file name.
+     */
+    async beginUpload(caller: Caller, input: BeginUploadInput): Promise<FileRecord> {
+      const envelope = await sendableDraft(caller, input.envelopeId);
+      const issues: ProblemIssue[] = [];
+      const name = plainFileName(input.filename);
+      if (name === null) issues.push({ in: 'header', name: 'filename', value: input.filename, detail: 'Not a usable file name' });
+      const mediaType = input.mediaType ?? 'application/octet-stream';
+      if (!MEDIA_TYPE.test(mediaType)) issues.push({ in: 'header', name: 'filetype', value: mediaType, detail: 'Not a media type' });
+      if (input.role !== undefined && input.role !== null && !ROLE.test(input.role)) {
+        issues.push({ in: 'header', name: 'role', value: input.role, detail: 'Not a file role name' });
+      }
+      const plaintext = input.plaintextSha256?.toLowerCase() ?? null;
+      if (plaintext !== null && !SHA256_HEX.test(plaintext)) {
+        issues.push({ in: 'header', name: 'plaintextSha256', value: input.plaintextSha256, detail: 'Must be 64 hexadecimal digits' });
+      }
+      if (issues.length > 0) throw new ValidationError(issues, 'The file description is not valid');
+      if (input.size !== undefined && input.size > deps.maxUploadBytes) {
+        throw new AppError('payloadTooLarge', `Files are limited to ${deps.maxUploadBytes} bytes`);
+      }
+      if (envelope.files.length >= MAX_FILES) throw new ConflictError('conflict', `An envelope holds at most ${MAX_FILES} files`);
+      const id = uuidv7(clock.now().getTime());
+      return envelopes.addFile(
+        {
+          id,
+          envelopeId: envelope.id,
+          name: name!,
+          mediaType,
+          role: input.role ?? null,
+          declaredSize: input.size ?? null,
+          plaintextSha256: plaintext,
+          storageKey: storageKeyFor(envelope.id, id),
+          uploadedBy: caller.type === 'principal' ? caller.principal.id : '',
+        },
+        { actor: callerId(caller), action: 'file.create', subject: envelope.id, data: { fileId: id, size: input.size ?? null } },
+      );
+    },
+
+    /** Called by the upload doors once every byte is stored; the hash was computed while streaming. */
+    async finishUpload(fileId: string, result: { size: number; sha256: string }): Promise<FileRecord> {
+      const file = await envelopes.completeFile(fileId, result, clock.now());
+      if (file === null) throw new NotFoundError('No such file');
+      return file;
+    },
+
+    /** Forgets a file whose upload failed or was terminated (row and bytes). */
+    async abandonUpload(caller: Caller | null, file: FileRecord): Promise<void> {
+      await envelopes.removeFile(file.id, {
+        actor: caller === null ? 'system' : callerId(caller),
+        action: 'file.remove',
+        subject: file.envelopeId,
+        data: { fileId: file.id },
+      });
+      await blobStore.delete(file.storageKey).catch(() => undefined);
+    },
+
+    /** Looks up an upload's file row by its storage key, for the tus door. */
+    async findUpload(caller: Caller, envelopeId: string, fileId: string): Promise<FileRecord> {
+      const envelope = await sendableDraft(caller, envelopeId);
+      const file = envelope.files.find((f) => f.id === fileId);
+      if (file === undefined) throw new NotFoundError('No such upload');
+      return file;
+    },
+
+    /**
+     * Runs the submission pipeline; on success the envelope is submitted and
+     * delivered to every recipient mailbox in one transaction.
+     */
+    async submit(caller: Caller, id: string): Promise<EnvelopeRecord> {
+      const envelope = await visibleEnvelope(caller, id);
+      const type = findEnvelopeType(envelope.type);
+      if (type === undefined) throw new AppError('unprocessable', `The envelope type ${envelope.type} is no longer known`);
+      const context: SubmitContext = { caller, envelope, type, now: clock.now(), issues: [] };
+      for (const step of submitSteps) await step(context);
+      if (context.issues.length > 0) {
+        throw new AppError('envelopeIncomplete', context.issues.map((i) => i.detail).join('; '), { issues: context.issues });
+      }
+      const ok = await envelopes.markSubmitted(id, context.now, {
+        actor: callerId(caller),
+        action: 'envelope.submit',
+        subject: id,
+        data: { recipients: envelope.recipients.map((r) => r.address), files: envelope.files.map((f) => ({ id: f.id, sha256: f.sha256 })) },
+      });
+      if (!ok) throw new ConflictError('envelopeNotDraft', 'The envelope was already submitted');
+      return (await envelopes.find(id))!;
+    },
+
+    /** Inbox (`in`: submitted envelopes delivered to the mailbox) or outbox (`out`: drafts and sent). */
+    async listMailbox(
+      caller: Caller,
+      address: string,
+      options: { direction: 'in' | 'out'; type?: string; status?: string; cursor?: string; limit?: number },
+    ): Promise<Page<MailboxListItem>> {
+      const roles = rolesOn(caller, address);
+      if (roles.length === 0) throw new NotFoundError(`No mailbox ${address} among yours`);
+      if (!roles.includes('read')) throw new ForbiddenError(`Listing ${address} needs the read role`);
+      const limit = pageLimit(options.limit);
+      const after = parseMailboxCursor(options.cursor);
+      const rows = await envelopes.listMailbox({
+        address,
+        direction: options.direction,
+        limit: limit + 1,
+        ...(options.type === undefined ? {} : { type: options.type }),
+        ...(options.status === undefined ? {} : { status: options.status }),
+        ...(after === undefined ? {} : { after }),
+      });
+      if (rows.length <= limit) return { items: rows };
+      const items = rows.slice(0, limit);
+      return { items, nextCursor: mailboxCursor(items[items.length - 1]!) };
+    },
+
+    /**
+     * Authorises a download and returns the file with an `open` function.
+     * Opening (not preparing) by a member of a recipient mailbox records the
+     * retrieval, first download only; downloads by the sender never do. A
+     * conditional request answered 304 therefore never counts.
+     */
+    async prepareDownload(
+      caller: Caller,
+      envelopeId: string,
+      fileId: string,
+    ): Promise<{ envelope: EnvelopeRecord; file: CompleteFile; open(range?: ByteRange): Promise<Readable> }> {
+      const envelope = await visibleEnvelope(caller, envelopeId);
+      const file = envelope.files.find((f) => f.id === fileId);
+      if (file === undefined) throw new NotFoundError('No such file in this envelope');
+      const recipients = readableRecipients(caller, envelope);
+      if (recipients.length === 0 && !hasRole(caller, envelope.from, 'read')) {
+        throw new ForbiddenError('Downloading needs the read role');
+      }
+      if (file.completedAt === null || file.size === null || file.sha256 === null) {
+        throw new ConflictError('conflict', 'This file is still being uploaded');
+      }
+      const complete = file as CompleteFile;
+      return {
+        envelope,
+        file: complete,
+        async open(range?: ByteRange): Promise<Readable> {
+          if (range !== undefined && (range.start >= complete.size || (range.end !== undefined && range.end < range.start))) {
+            throw new AppError('rangeNotSatisfiable', `The file has ${complete.size} bytes`);
+          }
+          let stream: Readable;
+          try {
+            stream = await blobStore.get(complete.storageKey, range);
+          } catch (err) {
+            if (err instanceof AppError && err.code === 'blobNotFound') {
+              // A row without its object is an error to report, never to hide.
+              throw new AppError('fileMissing', 'The stored file is missing; the platform operators have been alerted', { cause: err });
+            }
+            throw err;
+          }
+          const now = clock.now();
+          for (const recipient of recipients) {
+            if (recipient.status === 'delivered') {
+              await envelopes.markRetrieved(envelope.id, recipient.address, now, {
+                actor: callerId(caller),
+                action: 'envelope.retrieve',
+                subject: envelope.id,
+                data: { mailbox: recipient.address, fileId, range: range ?? null },
+              });
+            }
+          }
+          return stream;
+        },
+      };
+    },
+
+    /**
+     * The simple (non-resumable) upload: registers the file, streams the body
+     * to the store while hashing it, and completes it — the same checks,
+     * limit and storage as a tus upload. On any failure the file is forgotten.
+     */
+    async uploadFile(caller: Caller, input: BeginUploadInput, body: Readable): Promise<FileRecord> {
+      const file = await api.beginUpload(caller, input);
+      const hash = createHash('sha256');
+      let size = 0;
+      const limit = deps.maxUploadBytes;
+      const meter = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          size += chunk.length;
+          if (size > limit) return done(new AppError('payloadTooLarge', `Files are limited to ${limit} bytes`));
+          hash.update(chunk);
+          done(null, chunk);
+        },
+      });
+      body.on('error', (err) => meter.destroy(err));
+      try {
+        await blobStore.put(file.storageKey, body.pipe(meter), { contentType: file.mediaType });
+        if (body.readableAborted || (body as Readable & { truncated?: boolean }).truncated === true) {
+          throw new AppError('payloadTooLarge', `Files are limited to ${limit} bytes`);
+        }
+      } catch (err) {
+        await api.abandonUpload(caller, file);
+        throw err;
+      }
+      return api.finishUpload(file.id, { size, sha256: hash.digest('hex') });
+    },
+
+    /** The recipient confirms receipt; `mailbox` may be omitted when the caller reads only one recipient mailbox. */
+    async acknowledge(caller: Caller, id: string, mailbox?: string): Promise<EnvelopeRecord> {
+      const envelope = await visibleEnvelope(caller, id);
+      const readable = readableRecipients(caller, envelope);
+      if (readable.length === 0) {
+        if (envelope.status !== 'submitted' || isSenderMember(caller, envelope) && envelope.recipients.every((r) => rolesOn(caller, r.address).length === 0)) {
+          throw new ForbiddenError('Only a recipient mailbox can acknowledge an envelope');
+        }
+        throw new ForbiddenError('Acknowledging needs the read role on a recipient mailbox');
+      }
+      let target: RecipientRecord | undefined;
+      if (mailbox === undefined) {
+        if (readable.length > 1) {
+          throw ValidationError.field('/mailbox', `You read several recipient mailboxes; name one of ${readable.map((r) => r.address).join(', ')}`);
+        }
+        target = readable[0];
+      } else {
+        target = readable.find((r) => r.address === mailbox);
+        if (target === undefined) throw ValidationError.field('/mailbox', 'Not a recipient mailbox you read', mailbox);
+      }
+      if (target!.status !== 'acknowledged') {
+        await envelopes.markAcknowledged(id, target!.address, clock.now(), {
+          actor: callerId(caller),
+          action: 'envelope.acknowledge',
+          subject: id,
+          data: { mailbox: target!.address },
+        });
+      }
+      return (await envelopes.find(id))!;
+    },
+  };
+  return api;
+}
+
+export type Envelopes = ReturnType<typeof createEnvelopes>;
+export { assertMetadata };

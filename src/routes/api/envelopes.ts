@@ -1,0 +1,206 @@
+import type { FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { AppError, ValidationError } from '../../errors.ts';
+import type { FileRecord } from '../../domain/ports.ts';
+import type { Services } from '../../services.ts';
+import { etagMatches, parseRange } from '../http-range.ts';
+import { EnvelopeInput, EnvelopeSummaryView, EnvelopeView, FileView, MailboxAddress, Uuid, listOf, problemResponses } from '../schemas.ts';
+import { API, envelopeSummaryView, envelopeView, fileView, pageView } from '../views.ts';
+
+const tags = ['envelopes'];
+const security = [{ bearer: [] }];
+
+/** Content-Disposition with an RFC 6266/8187 filename (the name is the client's, so it is encoded, never trusted). */
+function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+export default async function envelopes(fastify: FastifyInstance, { services }: { services: Services }): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const domain = services.envelopes;
+  const IdParams = Type.Object({ id: Uuid });
+
+  await app.register(multipart, {
+    limits: { fileSize: services.config.maxUploadBytes, files: 20, fields: 10, fieldSize: 1024, parts: 40 },
+    throwFileSizeLimit: true,
+  });
+
+  app.post(
+    '/envelopes',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Create a draft envelope',
+        body: EnvelopeInput,
+        response: { 201: EnvelopeView, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const envelope = await domain.createDraft(request.caller, request.body);
+      return reply.code(201).header('location', `${API}/envelopes/${envelope.id}`).send(envelopeView(envelope));
+    },
+  );
+
+  app.get(
+    '/envelopes/:id',
+    { schema: { tags, security, summary: 'The envelope as the caller may see it', params: IdParams, response: { 200: EnvelopeView, ...problemResponses(401, 404) } } },
+    async (request) => envelopeView(await domain.getEnvelope(request.caller, request.params.id)),
+  );
+
+  app.delete(
+    '/envelopes/:id',
+    { schema: { tags, security, summary: 'Delete a draft and its files', params: IdParams, response: { 204: Type.Null(), ...problemResponses(401, 403, 404, 409) } } },
+    async (request, reply) => {
+      await domain.deleteDraft(request.caller, request.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/envelopes/:id/submit',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Check and submit a draft: it is delivered to every recipient mailbox',
+        params: IdParams,
+        response: { 200: EnvelopeView, ...problemResponses(401, 403, 404, 409, 422) },
+      },
+    },
+    async (request) => envelopeView(await domain.submit(request.caller, request.params.id)),
+  );
+
+  app.post(
+    '/envelopes/:id/acknowledge',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'A recipient confirms receipt',
+        params: IdParams,
+        body: Type.Optional(Type.Object({ mailbox: Type.Optional(MailboxAddress) }, { additionalProperties: false })),
+        response: { 200: EnvelopeView, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => envelopeView(await domain.acknowledge(request.caller, request.params.id, request.body?.mailbox)),
+  );
+
+  app.get(
+    '/mailboxes/:address/envelopes',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Inbox (direction=in) or outbox (direction=out), newest first',
+        params: Type.Object({ address: MailboxAddress }),
+        querystring: Type.Object(
+          {
+            direction: Type.Optional(Type.Union([Type.Literal('in'), Type.Literal('out')])),
+            type: Type.Optional(Type.String({ maxLength: 100 })),
+            status: Type.Optional(Type.String({ maxLength: 20 })),
+            cursor: Type.Optional(Type.String({ maxLength: 512 })),
+            limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: listOf(EnvelopeSummaryView), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { address } = request.params;
+      const query = request.query;
+      const page = await domain.listMailbox(request.caller, address, {
+        direction: query.direction ?? 'in',
+        ...(query.type === undefined ? {} : { type: query.type }),
+        ...(query.status === undefined ? {} : { status: query.status }),
+        ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+        ...(query.limit === undefined ? {} : { limit: Number(query.limit) }),
+      });
+      return pageView(page, (item) => envelopeSummaryView(item.envelope), `${API}/mailboxes/${address}/envelopes`, query);
+    },
+  );
+
+  app.get(
+    '/envelopes/:id/files/:fileId',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'The stored (encrypted) bytes, with Range and ETag; a recipient’s first download records the retrieval',
+        params: Type.Object({ id: Uuid, fileId: Uuid }),
+        response: problemResponses(401, 403, 404, 409, 416),
+      },
+    },
+    async (request, reply) => {
+      const download = await domain.prepareDownload(request.caller, request.params.id, request.params.fileId);
+      const { file } = download;
+      const etag = `"${file.sha256}"`;
+      reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, no-cache');
+      if (etagMatches(request.headers['if-none-match'], etag)) return reply.code(304).send();
+      const range = parseRange(request.headers.range, file.size);
+      if (range.kind === 'unsatisfiable') {
+        reply.header('content-range', `bytes */${file.size}`);
+        throw new AppError('rangeNotSatisfiable', `The file has ${file.size} bytes`);
+      }
+      reply.type(file.mediaType).header('content-disposition', contentDisposition(file.name));
+      if (range.kind === 'range') {
+        const stream = await download.open({ start: range.start, end: range.end });
+        return reply
+          .code(206)
+          .header('content-range', `bytes ${range.start}-${range.end}/${file.size}`)
+          .header('content-length', range.end - range.start + 1)
+          .send(stream);
+      }
+      const stream = await download.open();
+      return reply.header('content-length', file.size).send(stream);
+    },
+  );
+
+  app.post(
+    '/envelopes/:id/files',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Simple upload (multipart/form-data; fields role and plaintextSha256 before the file part)',
+        params: IdParams,
+        consumes: ['multipart/form-data'],
+        response: { 201: Type.Object({ files: Type.Array(FileView) }), ...problemResponses(400, 401, 403, 404, 409, 413, 415) },
+      },
+    },
+    async (request, reply) => {
+      if (!request.isMultipart()) throw new AppError('unsupportedMediaType', 'Send the file as multipart/form-data');
+      const fields: Record<string, string> = {};
+      const stored: FileRecord[] = [];
+      for await (const part of request.parts()) {
+        if (part.type === 'field') {
+          if (part.fieldname !== 'role' && part.fieldname !== 'plaintextSha256') {
+            throw new ValidationError([{ in: 'body', name: part.fieldname, detail: 'Unknown form field (allowed: role, plaintextSha256, file)' }]);
+          }
+          fields[part.fieldname] = String(part.value);
+          continue;
+        }
+        const file = await domain.uploadFile(
+          request.caller,
+          {
+            envelopeId: request.params.id,
+            filename: part.filename,
+            mediaType: part.mimetype,
+            role: fields.role ?? null,
+            plaintextSha256: fields.plaintextSha256 ?? null,
+          },
+          part.file,
+        );
+        stored.push(file);
+        delete fields.role;
+        delete fields.plaintextSha256;
+      }
+      if (stored.length === 0) throw new ValidationError([{ in: 'body', name: 'file', detail: 'No file part in the form' }], 'No file was sent');
+      return reply.code(201).send({ files: stored.map(fileView) });
+    },
+  );
+}
