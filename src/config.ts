@@ -37,6 +37,12 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Largest JSON request body accepted (bytes). */
   bodyLimit: number;
+  /** An upload not finished this long after its creation expires (ms). */
+  uploadExpiryMs: number;
+  /** A draft not submitted this long after its creation expires with its files (ms). */
+  draftExpiryMs: number;
+  /** Origins allowed to call the upload endpoint from a browser (CORS); none by default. */
+  allowedOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -134,6 +140,22 @@ function tlsConfig(env: Env): TlsConfig | undefined {
   return { certFile, keyFile, clientCaFile };
 }
 
+function origins(env: Env, name: string): string[] {
+  const raw = read(env, name);
+  if (raw === undefined) return [];
+  return raw.split(',').map((origin) => {
+    const value = origin.trim();
+    let parsed: URL;
+    try {
+      parsed = new URL(value);
+    } catch {
+      throw new ConfigError(name, `"${value}" is not an origin (https://host[:port])`);
+    }
+    if (parsed.origin !== value) throw new ConfigError(name, `"${value}" is not an origin (https://host[:port])`);
+    return value;
+  });
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Reads and validates the configuration; throws `ConfigError` naming the first bad variable. */
@@ -163,5 +185,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     tls: tlsConfig(env),
     logLevel,
     bodyLimit: integer(env, 'BXCHANGE_BODY_LIMIT', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    uploadExpiryMs: integer(env, 'BXCHANGE_UPLOAD_EXPIRY_HOURS', 24, 1, 24 * 365) * 3600_000,
+    draftExpiryMs: integer(env, 'BXCHANGE_DRAFT_EXPIRY_DAYS', 30, 1, 3650) * 86400_000,
+    allowedOrigins: origins(env, 'BXCHANGE_ALLOWED_ORIGINS'),
   };
 }

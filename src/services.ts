@@ -15,6 +15,9 @@ import { createDirectory, generateToken, hashSecret, type Directory } from './do
 import { systemClock, type Clock } from './domain/ports.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { createFsBlobStore } from './storage/fs-blob-store.ts';
+import { createHashStates } from './db/hash-states.ts';
+import type { HashStates, HashingStore } from './storage/hashing-store.ts';
+import { createUploadStore } from './storage/upload-store.ts';
 import { createS3BlobStore } from './storage/s3-blob-store.ts';
 
 export interface Services {
@@ -24,6 +27,9 @@ export interface Services {
   directory: Directory;
   envelopes: Envelopes;
   envelopeRepository: EnvelopeRepository;
+  /** The tus DataStore (S3 or local folder), hashing as bytes arrive. */
+  uploadStore: HashingStore;
+  hashStates: HashStates;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -62,8 +68,13 @@ export async function openDatabaseFor(config: Config): Promise<Database> {
     : openDatabase({ pgliteDir: path.join(config.dataDir, 'db') });
 }
 
+/** The local folder of the embedded default; the fs BlobStore and the tus FileStore share it. */
+export function blobRootFor(config: Config): string {
+  return path.join(config.dataDir, 'blobs');
+}
+
 export function openBlobStore(config: Config): BlobStore {
-  return config.s3 !== undefined ? createS3BlobStore(config.s3) : createFsBlobStore(path.join(config.dataDir, 'blobs'));
+  return config.s3 !== undefined ? createS3BlobStore(config.s3) : createFsBlobStore(blobRootFor(config));
 }
 
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
@@ -81,6 +92,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     clock,
     maxUploadBytes: config.maxUploadBytes,
   });
+  const hashStates = createHashStates(database.db);
+  const uploadStore = createUploadStore({
+    blobRoot: blobRootFor(config),
+    s3: config.s3,
+    states: hashStates,
+    expirationMs: config.uploadExpiryMs,
+  });
   return {
     config,
     database,
@@ -88,6 +106,8 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     directory,
     envelopes,
     envelopeRepository,
+    uploadStore,
+    hashStates,
     clock,
     async close() {
       await Promise.allSettled([blobStore.close(), database.close()]);

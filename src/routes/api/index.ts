@@ -10,6 +10,7 @@ import entities from './entities.ts';
 import envelopes from './envelopes.ts';
 import mailboxes from './mailboxes.ts';
 import principals from './principals.ts';
+import uploads from './uploads.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -34,4 +35,5 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   await app.register(mailboxes, services);
   await app.register(principals, services);
   await app.register(envelopes, services);
+  await app.register(uploads, { ...services, prefix: '/uploads' });
 }
