@@ -41,6 +41,8 @@ export interface Config {
   uploadExpiryMs: number;
   /** A draft not submitted this long after its creation expires with its files (ms). */
   draftExpiryMs: number;
+  /** How often the storage hygiene sweep runs (ms). */
+  sweepIntervalMs: number;
   /** Origins allowed to call the upload endpoint from a browser (CORS); none by default. */
   allowedOrigins: string[];
 }
@@ -187,6 +189,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     bodyLimit: integer(env, 'BXCHANGE_BODY_LIMIT', 1024 * 1024, 1024, 64 * 1024 * 1024),
     uploadExpiryMs: integer(env, 'BXCHANGE_UPLOAD_EXPIRY_HOURS', 24, 1, 24 * 365) * 3600_000,
     draftExpiryMs: integer(env, 'BXCHANGE_DRAFT_EXPIRY_DAYS', 30, 1, 3650) * 86400_000,
+    sweepIntervalMs: integer(env, 'BXCHANGE_SWEEP_MINUTES', 15, 1, 24 * 60) * 60_000,
     allowedOrigins: origins(env, 'BXCHANGE_ALLOWED_ORIGINS'),
   };
 }

@@ -10,7 +10,11 @@ import { readTlsOptions } from './tls.ts';
 
 export async function serve(config: Config): Promise<void> {
   const admin = await resolveAdminToken(config);
-  const services = await createServices(config, { adminTokenHash: admin.hash });
+  let log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void } | undefined;
+  const services = await createServices(config, {
+    adminTokenHash: admin.hash,
+    log: { warn: (obj, msg) => log?.warn(obj, msg), error: (obj, msg) => log?.error(obj, msg) },
+  });
   const app = await buildApp({ services, ...(config.tls ? { https: await readTlsOptions(config.tls) } : {}) });
   const embedded = services.database.kind === 'pglite';
   if (embedded) {
@@ -22,13 +26,24 @@ export async function serve(config: Config): Promise<void> {
       throw new ConfigError('DATABASE_URL', `the database schema is behind (${applied}/${known} migrations): run "bxchange migrate" first`);
     }
   }
+  log = app.log;
+  // Storage hygiene in-process (expired drafts and uploads, orphans, missing objects).
+  const sweep = () =>
+    services.hygiene.sweep().then(
+      (result) => app.log.info({ ...result, missingObjects: result.missingObjects.length }, 'storage hygiene sweep'),
+      (err: unknown) => app.log.error({ err }, 'storage hygiene sweep failed'),
+    );
+  const sweeper = setInterval(sweep, config.sweepIntervalMs);
+  sweeper.unref();
   closeWithGrace({ delay: 10_000 }, async ({ err, signal }) => {
     if (err) app.log.error({ err }, 'closing after an error');
     else app.log.info({ signal }, 'closing');
+    clearInterval(sweeper);
     await app.close();
     await services.close();
   });
   await app.listen({ host: config.host, port: config.port });
+  void sweep();
   if (embedded || services.blobStore.kind === 'fs') {
     app.log.warn(
       { database: services.database.kind, store: services.blobStore.kind, dataDir: config.dataDir },

@@ -10,6 +10,8 @@ import { openDatabase, type Database } from './db/client.ts';
 import { createDirectoryRepository } from './db/directory-repository.ts';
 import { createEnvelopeRepository } from './db/envelope-repository.ts';
 import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
+import { createHygiene, type Hygiene } from './domain/hygiene.ts';
+import { createHygieneRepository } from './db/hygiene-repository.ts';
 import type { EnvelopeRepository } from './domain/ports.ts';
 import { createDirectory, generateToken, hashSecret, type Directory } from './domain/directory.ts';
 import { systemClock, type Clock } from './domain/ports.ts';
@@ -30,6 +32,7 @@ export interface Services {
   /** The tus DataStore (S3 or local folder), hashing as bytes arrive. */
   uploadStore: HashingStore;
   hashStates: HashStates;
+  hygiene: Hygiene;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -40,6 +43,7 @@ export interface ServiceOverrides {
   clock?: Clock;
   /** SHA-256 of the admin token when it is not in the config (see resolveAdminToken). */
   adminTokenHash?: string;
+  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
 /**
@@ -99,6 +103,15 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     states: hashStates,
     expirationMs: config.uploadExpiryMs,
   });
+  const hygiene = createHygiene({
+    repository: createHygieneRepository(database.db, envelopeRepository),
+    blobStore,
+    removeUpload: (key) => uploadStore.remove(key),
+    clock,
+    uploadExpiryMs: config.uploadExpiryMs,
+    draftExpiryMs: config.draftExpiryMs,
+    log: overrides.log ?? { warn: (o, m) => console.warn(m, o), error: (o, m) => console.error(m, o) },
+  });
   return {
     config,
     database,
@@ -108,6 +121,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     envelopeRepository,
     uploadStore,
     hashStates,
+    hygiene,
     clock,
     async close() {
       await Promise.allSettled([blobStore.close(), database.close()]);

@@ -143,6 +143,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
             plaintextSha256: file.plaintextSha256,
             storageKey: file.storageKey,
             uploadedBy: file.uploadedBy,
+            createdAt: file.createdAt,
           })
           .returning();
       });

@@ -14,7 +14,7 @@ import { AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError
 import type { BlobStore, ByteRange } from '../storage/blob-store.ts';
 import { decodeCursorValue, encodeCursorValue, pageLimit } from './pagination.ts';
 import { assertMetadata, findEnvelopeType, metadataIssues, type EnvelopeType } from './envelope-types/index.ts';
-import { MAILBOX_ADDRESS, uuidv7 } from './ids.ts';
+import { MAILBOX_ADDRESS, UUID_PATTERN, uuidv7 } from './ids.ts';
 import { callerId, rolesOn, type Caller, type Page, type Role } from './model.ts';
 import type {
   Clock,
@@ -140,12 +140,17 @@ function mailboxCursor(item: MailboxListItem): string {
   return encodeCursorValue({ t: item.sortTime.toISOString(), i: item.envelope.id });
 }
 
+const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const UUID = new RegExp(UUID_PATTERN);
+
 function parseMailboxCursor(cursor: string | undefined): { time: Date; id: string } | undefined {
   const value = decodeCursorValue(cursor) as { t?: unknown; i?: unknown } | undefined;
   if (value === undefined) return undefined;
-  if (typeof value.t === 'string' && typeof value.i === 'string') {
+  // Only what mailboxCursor issues: an envelope id and a canonical instant of years 1-9999. Anything
+  // else would reach the database as a uuid or timestamptz it refuses (a 500, not the client's 400).
+  if (typeof value.t === 'string' && typeof value.i === 'string' && CURSOR_TIME.test(value.t) && UUID.test(value.i)) {
     const time = new Date(value.t);
-    if (!Number.isNaN(time.getTime())) return { time, id: value.i };
+    if (!Number.isNaN(time.getTime()) && time.toISOString() === value.t && time.getUTCFullYear() >= 1) return { time, id: value.i };
   }
   throw new ValidationError([{ in: 'query', name: 'cursor', detail: 'The cursor is not one this server issued' }], 'Invalid cursor');
 }
@@ -262,6 +267,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
           plaintextSha256: plaintext,
           storageKey: storageKeyFor(envelope.id, id),
           uploadedBy: caller.type === 'principal' ? caller.principal.id : '',
+          createdAt: clock.now(),
         },
         { actor: callerId(caller), action: 'file.create', subject: envelope.id, data: { fileId: id, size: input.size ?? null } },
       );

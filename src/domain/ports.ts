@@ -169,6 +169,8 @@ export interface NewFile {
   plaintextSha256: string | null;
   storageKey: string;
   uploadedBy: string;
+  /** From the domain clock, so upload expiry is judged on one time line. */
+  createdAt: Date;
 }
 
 export interface MailboxListQuery {
