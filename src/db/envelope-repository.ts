@@ -1,5 +1,5 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
-import { and, asc, desc, eq, inArray, isNull, like, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, exists, inArray, isNull, like, lt, or, sql } from 'drizzle-orm';
 import type { EnvelopeRecord, EnvelopeRepository, FileRecord, RecipientRecord, RecipientStatus } from '../domain/ports.ts';
 import { ConflictError } from '../errors.ts';
 import { appendAudit } from './audit.ts';
@@ -81,10 +81,16 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
     return envelope ?? null;
   }
 
-  async function audited<T>(audit: Parameters<EnvelopeRepository['create']>[1], at: Date | undefined, work: (tx: Tx) => Promise<T>): Promise<T> {
+  /** Runs `work` and appends its audit entry in one transaction; `changed` may say nothing happened (no entry then). */
+  async function audited<T>(
+    audit: Parameters<EnvelopeRepository['create']>[1],
+    at: Date | undefined,
+    work: (tx: Tx) => Promise<T>,
+    changed: (result: T) => boolean = () => true,
+  ): Promise<T> {
     return db.transaction(async (tx) => {
       const result = await work(tx);
-      await appendAudit(tx, audit, at);
+      if (changed(result)) await appendAudit(tx, audit, at);
       return result;
     });
   }
@@ -165,9 +171,16 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
     },
 
     async removeFile(fileId, audit) {
-      await audited(audit, undefined, async (tx) => {
-        await tx.delete(files).where(eq(files.id, fileId));
-      });
+      await audited(
+        audit,
+        undefined,
+        async (tx) => {
+          // Only a draft's files can go: a submitted envelope never loses one, whatever raced.
+          const draft = tx.select({ id: envelopes.id }).from(envelopes).where(and(eq(envelopes.id, files.envelopeId), eq(envelopes.status, 'draft')));
+          return tx.delete(files).where(and(eq(files.id, fileId), exists(draft))).returning({ id: files.id });
+        },
+        (rows) => rows.length > 0,
+      );
     },
 
     async markSubmitted(id, at, audit) {
@@ -181,12 +194,17 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
     },
 
     async markRetrieved(id, mailbox, at, audit) {
-      await audited(audit, at, async (tx) => {
-        await tx
-          .update(envelopeRecipients)
-          .set({ status: 'retrieved', retrievedAt: at })
-          .where(and(eq(envelopeRecipients.envelopeId, id), eq(envelopeRecipients.mailboxAddress, mailbox), eq(envelopeRecipients.status, 'delivered')));
-      });
+      await audited(
+        audit,
+        at,
+        (tx) =>
+          tx
+            .update(envelopeRecipients)
+            .set({ status: 'retrieved', retrievedAt: at })
+            .where(and(eq(envelopeRecipients.envelopeId, id), eq(envelopeRecipients.mailboxAddress, mailbox), eq(envelopeRecipients.status, 'delivered')))
+            .returning({ id: envelopeRecipients.envelopeId }),
+        (rows) => rows.length > 0,
+      );
     },
 
     async markAcknowledged(id, mailbox, at, audit) {
@@ -202,6 +220,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
             ),
           )
           .returning(),
+        (updated) => updated.length > 0,
       );
       return rows[0] === undefined ? null : toRecipient(rows[0]);
     },

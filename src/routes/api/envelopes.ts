@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -82,7 +83,8 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         security,
         summary: 'A recipient confirms receipt',
         params: IdParams,
-        body: Type.Optional(Type.Object({ mailbox: Type.Optional(MailboxAddress) }, { additionalProperties: false })),
+        // No body at all is fine (`curl -X POST`): Fastify validates an absent body as null.
+        body: Type.Union([Type.Object({ mailbox: Type.Optional(MailboxAddress) }, { additionalProperties: false }), Type.Null()]),
         response: { 200: EnvelopeView, ...problemResponses(400, 401, 403, 404) },
       },
     },
@@ -147,16 +149,18 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         throw new AppError('rangeNotSatisfiable', `The file has ${file.size} bytes`);
       }
       reply.type(file.mediaType).header('content-disposition', contentDisposition(file.name));
+      // HEAD answers the headers without opening the file: it reads no bytes, so it records no retrieval.
+      // (An empty stream, not undefined: Fastify's HEAD handler would reset Content-Length to 0.)
+      const head = request.method === 'HEAD';
       if (range.kind === 'range') {
-        const stream = await download.open({ start: range.start, end: range.end });
-        return reply
+        reply
           .code(206)
           .header('content-range', `bytes ${range.start}-${range.end}/${file.size}`)
-          .header('content-length', range.end - range.start + 1)
-          .send(stream);
+          .header('content-length', range.end - range.start + 1);
+        return reply.send(head ? Readable.from([]) : await download.open({ start: range.start, end: range.end }));
       }
-      const stream = await download.open();
-      return reply.header('content-length', file.size).send(stream);
+      reply.header('content-length', file.size);
+      return reply.send(head ? Readable.from([]) : await download.open());
     },
   );
 
@@ -176,30 +180,36 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
       if (!request.isMultipart()) throw new AppError('unsupportedMediaType', 'Send the file as multipart/form-data');
       const fields: Record<string, string> = {};
       const stored: FileRecord[] = [];
-      for await (const part of request.parts()) {
-        if (part.type === 'field') {
-          if (part.fieldname !== 'role' && part.fieldname !== 'plaintextSha256') {
-            throw new ValidationError([{ in: 'body', name: part.fieldname, detail: 'Unknown form field (allowed: role, plaintextSha256, file)' }]);
+      try {
+        for await (const part of request.parts()) {
+          if (part.type === 'field') {
+            if (part.fieldname !== 'role' && part.fieldname !== 'plaintextSha256') {
+              throw new ValidationError([{ in: 'body', name: part.fieldname, detail: 'Unknown form field (allowed: role, plaintextSha256, file)' }]);
+            }
+            fields[part.fieldname] = String(part.value);
+            continue;
           }
-          fields[part.fieldname] = String(part.value);
-          continue;
+          const file = await domain.uploadFile(
+            request.caller,
+            {
+              envelopeId: request.params.id,
+              filename: part.filename,
+              mediaType: part.mimetype,
+              role: fields.role ?? null,
+              plaintextSha256: fields.plaintextSha256 ?? null,
+            },
+            part.file,
+          );
+          stored.push(file);
+          delete fields.role;
+          delete fields.plaintextSha256;
         }
-        const file = await domain.uploadFile(
-          request.caller,
-          {
-            envelopeId: request.params.id,
-            filename: part.filename,
-            mediaType: part.mimetype,
-            role: fields.role ?? null,
-            plaintextSha256: fields.plaintextSha256 ?? null,
-          },
-          part.file,
-        );
-        stored.push(file);
-        delete fields.role;
-        delete fields.plaintextSha256;
+        if (stored.length === 0) throw new ValidationError([{ in: 'body', name: 'file', detail: 'No file part in the form' }], 'No file was sent');
+      } catch (err) {
+        // A refused form keeps none of its files: a problem answer means nothing was stored.
+        for (const file of stored) await domain.abandonUpload(request.caller, file);
+        throw err;
       }
-      if (stored.length === 0) throw new ValidationError([{ in: 'body', name: 'file', detail: 'No file part in the form' }], 'No file was sent');
       return reply.code(201).send({ files: stored.map(fileView) });
     },
   );
