@@ -149,7 +149,8 @@ export const envelopes = pgTable(
     createdBy: uuid('created_by')
       .notNull()
       .references(() => principals.id),
-    ...timestamps,
+    /** Millisecond precision: keyset cursors carry JavaScript dates. */
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow(),
     submittedAt: timestamp('submitted_at', { withTimezone: true, mode: 'date' }),
     deadline: date('deadline', { mode: 'string' }),
     retainUntil: date('retain_until', { mode: 'string' }),
@@ -171,7 +172,8 @@ export const envelopeRecipients = pgTable(
       .notNull()
       .references(() => mailboxes.address),
     status: text('status').notNull(),
-    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+    /** Millisecond precision: keyset cursors carry JavaScript dates. */
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date', precision: 3 }),
     retrievedAt: timestamp('retrieved_at', { withTimezone: true, mode: 'date' }),
     acknowledgedAt: timestamp('acknowledged_at', { withTimezone: true, mode: 'date' }),
   },
