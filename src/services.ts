@@ -12,6 +12,7 @@ import { createEnvelopeRepository } from './db/envelope-repository.ts';
 import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
 import { createHygiene, type Hygiene } from './domain/hygiene.ts';
 import { createHygieneRepository } from './db/hygiene-repository.ts';
+import { verifyAuditChain, type ChainVerdict } from './db/audit.ts';
 import type { EnvelopeRepository } from './domain/ports.ts';
 import { createDirectory, generateToken, hashSecret, type Directory } from './domain/directory.ts';
 import { systemClock, type Clock } from './domain/ports.ts';
@@ -33,6 +34,7 @@ export interface Services {
   uploadStore: HashingStore;
   hashStates: HashStates;
   hygiene: Hygiene;
+  auditLog: { verify(): Promise<ChainVerdict> };
   clock: Clock;
   close(): Promise<void>;
 }
@@ -122,6 +124,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     uploadStore,
     hashStates,
     hygiene,
+    auditLog: { verify: () => verifyAuditChain(database.db) },
     clock,
     async close() {
       await Promise.allSettled([blobStore.close(), database.close()]);

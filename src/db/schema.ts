@@ -236,6 +236,9 @@ export const auditEvents = pgTable('audit_events', {
   action: text('action').notNull(),
   subject: text('subject'),
   data: jsonb('data').notNull().default(sql`'{}'::jsonb`),
+  /** The door the change came through: http, tus, sftp, cli, system. */
+  door: text('door'),
+  traceId: text('trace_id'),
   prevHash: text('prev_hash'),
   hash: text('hash').notNull(),
 });

@@ -28,7 +28,7 @@ import {
   type Role,
   type TokenInfo,
 } from './model.ts';
-import { DuplicateKeyError, type Clock, type DirectoryRepository, type EntityPatch } from './ports.ts';
+import { DuplicateKeyError, auditOf, type Clock, type DirectoryRepository, type EntityPatch } from './ports.ts';
 
 export interface CreateEntityInput {
   id: string;
@@ -277,7 +277,7 @@ export function createDirectory(deps: DirectoryDeps) {
             validFrom: patch.validFrom ?? null,
             validUntil: patch.validUntil ?? null,
           },
-          { actor: callerId(caller), action: 'entity.create', subject: input.id },
+          auditOf(caller, 'entity.create', input.id),
         );
       } catch (err) {
         entityConflict(err, input.id);
@@ -304,12 +304,7 @@ export function createDirectory(deps: DirectoryDeps) {
       if (issues.length > 0) throw new ValidationError(issues, 'The change is not valid');
       let updated: Entity | null;
       try {
-        updated = await repository.updateEntity(id, patch, {
-          actor: callerId(caller),
-          action: 'entity.update',
-          subject: id,
-          data: { fields: Object.keys(patch) },
-        });
+        updated = await repository.updateEntity(id, patch, auditOf(caller, 'entity.update', id, { fields: Object.keys(patch) }));
       } catch (err) {
         entityConflict(err, id);
       }
@@ -328,7 +323,7 @@ export function createDirectory(deps: DirectoryDeps) {
       try {
         return await repository.createMailbox(
           { address, entity: entityId, name: input.name },
-          { actor: callerId(caller), action: 'mailbox.create', subject: address },
+          auditOf(caller, 'mailbox.create', address),
         );
       } catch (err) {
         if (err instanceof DuplicateKeyError) {
@@ -378,7 +373,7 @@ export function createDirectory(deps: DirectoryDeps) {
             capabilities: [...new Set(input.capabilities ?? [])].sort(),
             memberships,
           },
-          { actor: callerId(caller), action: 'principal.create', subject: input.name, data: { memberships } },
+          auditOf(caller, 'principal.create', input.name, { memberships }),
         );
       } catch (err) {
         if (err instanceof DuplicateKeyError) {
@@ -410,12 +405,7 @@ export function createDirectory(deps: DirectoryDeps) {
       const patch: UpdatePrincipalInput = { ...input };
       if (input.memberships !== undefined) patch.memberships = await checkMemberships(input.memberships);
       if (input.capabilities !== undefined) patch.capabilities = [...new Set(input.capabilities)].sort();
-      const updated = await repository.updatePrincipal(id, patch, clock.now(), {
-        actor: callerId(caller),
-        action: 'principal.update',
-        subject: id,
-        data: { ...patch },
-      });
+      const updated = await repository.updatePrincipal(id, patch, clock.now(), auditOf(caller, 'principal.update', id, { ...patch }));
       if (updated === null) throw new NotFoundError('No such principal');
       return updated;
     },
@@ -437,7 +427,7 @@ export function createDirectory(deps: DirectoryDeps) {
       const token = generateToken();
       const info = await repository.createToken(
         { id: uuidv7(clock.now().getTime()), principalId, secretHash: hashSecret(token), label: input.label ?? null, expiresAt },
-        { actor: callerId(caller), action: 'token.issue', subject: principal.name, data: { expiresAt } },
+        auditOf(caller, 'token.issue', principal.name, { expiresAt }),
       );
       return { id: info.id, token, expiresAt: info.expiresAt, label: info.label };
     },
@@ -450,12 +440,7 @@ export function createDirectory(deps: DirectoryDeps) {
     /** Admins revoke any token; a principal may revoke its own. */
     async revokeToken(caller: Caller, principalId: string, tokenId: string): Promise<void> {
       const principal = await visiblePrincipal(caller, principalId);
-      const revoked = await repository.revokeToken(principalId, tokenId, clock.now(), {
-        actor: callerId(caller),
-        action: 'token.revoke',
-        subject: principal.name,
-        data: { tokenId },
-      });
+      const revoked = await repository.revokeToken(principalId, tokenId, clock.now(), auditOf(caller, 'token.revoke', principal.name, { tokenId }));
       if (!revoked) throw new NotFoundError('No such token');
     },
   };

@@ -16,14 +16,15 @@ import { decodeCursorValue, encodeCursorValue, pageLimit } from './pagination.ts
 import { assertMetadata, findEnvelopeType, metadataIssues, type EnvelopeType } from './envelope-types/index.ts';
 import { MAILBOX_ADDRESS, UUID_PATTERN, uuidv7 } from './ids.ts';
 import { callerId, rolesOn, type Caller, type Page, type Role } from './model.ts';
-import type {
-  Clock,
-  DirectoryRepository,
-  EnvelopeRecord,
-  EnvelopeRepository,
-  FileRecord,
-  MailboxListItem,
-  RecipientRecord,
+import {
+  auditOf,
+  type Clock,
+  type DirectoryRepository,
+  type EnvelopeRecord,
+  type EnvelopeRepository,
+  type FileRecord,
+  type MailboxListItem,
+  type RecipientRecord,
 } from './ports.ts';
 
 export const MAX_RECIPIENTS = 100;
@@ -217,7 +218,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
           createdAt: now,
           recipients: to,
         },
-        { actor: callerId(caller), action: 'envelope.create', subject: id, data: { type: type.name, from: input.from, to } },
+        auditOf(caller, 'envelope.create', id, { type: type.name, from: input.from, to }),
       );
     },
 
@@ -225,7 +226,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
 
     async deleteDraft(caller: Caller, id: string): Promise<void> {
       const envelope = await sendableDraft(caller, id);
-      const deleted = await envelopes.deleteDraft(id, { actor: callerId(caller), action: 'envelope.delete', subject: id });
+      const deleted = await envelopes.deleteDraft(id, auditOf(caller, 'envelope.delete', id));
       if (!deleted) throw new ConflictError('envelopeNotDraft', 'The envelope was submitted meanwhile');
       // Rows first, bytes second: a crash in between leaves only orphans, which hygiene collects.
       for (const file of envelope.files) await blobStore.delete(file.storageKey).catch(() => undefined);
@@ -269,7 +270,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
           uploadedBy: caller.type === 'principal' ? caller.principal.id : '',
           createdAt: clock.now(),
         },
-        { actor: callerId(caller), action: 'file.create', subject: envelope.id, data: { fileId: id, size: input.size ?? null } },
+        auditOf(caller, 'file.create', envelope.id, { fileId: id, size: input.size ?? null }),
       );
     },
 
@@ -282,12 +283,9 @@ export function createEnvelopes(deps: EnvelopesDeps) {
 
     /** Forgets a file whose upload failed or was terminated (row and bytes). */
     async abandonUpload(caller: Caller | null, file: FileRecord): Promise<void> {
-      await envelopes.removeFile(file.id, {
-        actor: caller === null ? 'system' : callerId(caller),
-        action: 'file.remove',
-        subject: file.envelopeId,
-        data: { fileId: file.id },
-      });
+      await envelopes.removeFile(file.id, caller === null
+        ? { actor: 'system', action: 'file.remove', subject: file.envelopeId, data: { fileId: file.id } }
+        : auditOf(caller, 'file.remove', file.envelopeId, { fileId: file.id }));
       await blobStore.delete(file.storageKey).catch(() => undefined);
     },
 
@@ -312,12 +310,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       if (context.issues.length > 0) {
         throw new AppError('envelopeIncomplete', context.issues.map((i) => i.detail).join('; '), { issues: context.issues });
       }
-      const ok = await envelopes.markSubmitted(id, context.now, {
-        actor: callerId(caller),
-        action: 'envelope.submit',
-        subject: id,
-        data: { recipients: envelope.recipients.map((r) => r.address), files: envelope.files.map((f) => ({ id: f.id, sha256: f.sha256 })) },
-      });
+      const ok = await envelopes.markSubmitted(id, context.now, auditOf(caller, 'envelope.submit', id, { recipients: envelope.recipients.map((r) => r.address), files: envelope.files.map((f) => ({ id: f.id, sha256: f.sha256 })) }));
       if (!ok) throw new ConflictError('envelopeNotDraft', 'The envelope was already submitted');
       return (await envelopes.find(id))!;
     },
@@ -388,12 +381,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
           const now = clock.now();
           for (const recipient of recipients) {
             if (recipient.status === 'delivered') {
-              await envelopes.markRetrieved(envelope.id, recipient.address, now, {
-                actor: callerId(caller),
-                action: 'envelope.retrieve',
-                subject: envelope.id,
-                data: { mailbox: recipient.address, fileId, range: range ?? null },
-              });
+              await envelopes.markRetrieved(envelope.id, recipient.address, now, auditOf(caller, 'envelope.retrieve', envelope.id, { mailbox: recipient.address, fileId, range: range ?? null }));
             }
           }
           return stream;
@@ -453,12 +441,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
         if (target === undefined) throw ValidationError.field('/mailbox', 'Not a recipient mailbox you read', mailbox);
       }
       if (target!.status !== 'acknowledged') {
-        await envelopes.markAcknowledged(id, target!.address, clock.now(), {
-          actor: callerId(caller),
-          action: 'envelope.acknowledge',
-          subject: id,
-          data: { mailbox: target!.address },
-        });
+        await envelopes.markAcknowledged(id, target!.address, clock.now(), auditOf(caller, 'envelope.acknowledge', id, { mailbox: target!.address }));
       }
       return (await envelopes.find(id))!;
     },

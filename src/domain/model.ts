@@ -69,9 +69,18 @@ export interface TokenInfo {
  * Who is calling. The bootstrap administrator (BXCHANGE_ADMIN_TOKEN) is not a
  * row: it exists so a fresh installation can create its first principals.
  */
-export type Caller =
+export type Caller = (
   | { type: 'bootstrap-admin' }
-  | { type: 'principal'; principal: Principal; tokenId: string | null };
+  | { type: 'principal'; principal: Principal; tokenId: string | null }
+) & {
+  /** Where the request came from, recorded in the audit chain. */
+  via?: RequestOrigin;
+};
+
+export interface RequestOrigin {
+  door: 'http' | 'tus' | 'sftp' | 'cli' | 'system';
+  traceId?: string;
+}
 
 export function callerIsAdmin(caller: Caller): boolean {
   return caller.type === 'bootstrap-admin' || caller.principal.capabilities.includes('admin');

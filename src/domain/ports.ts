@@ -2,7 +2,7 @@
  * Interfaces the domain needs from its adapters. `db/` implements them; the
  * domain never imports drizzle, postgres.js or the S3 SDK.
  */
-import type { Capability, Entity, EntityKind, Mailbox, Membership, Page, Principal, PrincipalKind, TokenInfo } from './model.ts';
+import { callerId, type Caller, type Capability, type Entity, type EntityKind, type Mailbox, type Membership, type Page, type Principal, type PrincipalKind, type TokenInfo } from './model.ts';
 
 /** An audit entry appended in the same transaction as the change it records. */
 export interface AuditInput {
@@ -10,6 +10,19 @@ export interface AuditInput {
   action: string;
   subject: string;
   data?: Record<string, unknown>;
+  /** The door the change came through (http, tus, sftp, cli, system). */
+  door?: string;
+  /** The request's BelGov-Trace-Id. */
+  traceId?: string;
+}
+
+/** The audit entry of an action done by `caller`, with its door and trace id. */
+export function auditOf(caller: Caller, action: string, subject: string, data?: Record<string, unknown>): AuditInput {
+  const input: AuditInput = { actor: callerId(caller), action, subject };
+  if (data !== undefined) input.data = data;
+  if (caller.via?.door !== undefined) input.door = caller.via.door;
+  if (caller.via?.traceId !== undefined) input.traceId = caller.via.traceId;
+  return input;
 }
 
 /** Thrown by repositories when a unique constraint refuses a row. */

@@ -11,6 +11,7 @@ import envelopes from './envelopes.ts';
 import mailboxes from './mailboxes.ts';
 import principals from './principals.ts';
 import uploads from './uploads.ts';
+import audit from './audit.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,7 +29,9 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   const { directory } = opts.services;
   app.decorateRequest('caller', null as never);
   app.addHook('onRequest', async (request) => {
-    request.caller = await directory.authenticate(bearerToken(request.headers.authorization));
+    const caller = await directory.authenticate(bearerToken(request.headers.authorization));
+    caller.via = { door: request.url.startsWith('/api/v1/uploads') ? 'tus' : 'http', traceId: request.id };
+    request.caller = caller;
   });
   const services = { services: opts.services };
   await app.register(entities, services);
@@ -36,4 +39,5 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   await app.register(principals, services);
   await app.register(envelopes, services);
   await app.register(uploads, { ...services, prefix: '/uploads' });
+  await app.register(audit, services);
 }

@@ -1,0 +1,2 @@
+ALTER TABLE "audit_events" ADD COLUMN "door" text;--> statement-breakpoint
+ALTER TABLE "audit_events" ADD COLUMN "trace_id" text;
