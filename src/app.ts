@@ -10,6 +10,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import problemHandler from './plugins/problem-handler.ts';
+import { chainPem } from './crypto/pki.ts';
 import api from './routes/api/index.ts';
 import health from './routes/health.ts';
 import { Problem } from './routes/schemas.ts';
@@ -96,6 +97,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(health, { services });
+  // Public: an auditor needs the CA to verify a receipt without an account.
+  app.get(
+    '/api/v1/pki/ca.pem',
+    { schema: { tags: ['receipts'], summary: 'The CA certificate that verifies receipts (openssl cms -verify -CAfile)' } },
+    async (_request, reply) => reply.type('application/x-pem-file').header('cache-control', 'public, max-age=3600').send(chainPem(services.pki)),
+  );
   await app.register(api, { prefix: '/api/v1', services });
   return app;
 }

@@ -13,6 +13,12 @@ import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
 import { createHygiene, type Hygiene } from './domain/hygiene.ts';
 import { createHygieneRepository } from './db/hygiene-repository.ts';
 import { verifyAuditChain, type ChainVerdict } from './db/audit.ts';
+import { createReceiptSigner } from './crypto/cms.ts';
+import { ensureDevPki, type Pki } from './crypto/pki.ts';
+import type { EvidenceContext } from './domain/evidence.ts';
+
+/** The `issuer` named in every receipt. */
+export const EVIDENCE_ISSUER = 'bxchange';
 import type { EnvelopeRepository } from './domain/ports.ts';
 import { createDirectory, generateToken, hashSecret, type Directory } from './domain/directory.ts';
 import { systemClock, type Clock } from './domain/ports.ts';
@@ -35,6 +41,7 @@ export interface Services {
   hashStates: HashStates;
   hygiene: Hygiene;
   auditLog: { verify(): Promise<ChainVerdict> };
+  pki: Pki;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -46,6 +53,9 @@ export interface ServiceOverrides {
   /** SHA-256 of the admin token when it is not in the config (see resolveAdminToken). */
   adminTokenHash?: string;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** Receipt issuer and signer; by default from the PKI in BXCHANGE_CERTS_DIR (generated on first start). */
+  evidence?: EvidenceContext;
+  pki?: Pki;
 }
 
 /**
@@ -91,7 +101,12 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const directoryRepository = createDirectoryRepository(database.db);
   const directory = createDirectory({ repository: directoryRepository, clock, adminTokenHash });
   const envelopeRepository = createEnvelopeRepository(database.db);
+  // The development PKI is generated on first start (embedded default) and loaded afterwards;
+  // production provides its own files in BXCHANGE_CERTS_DIR (see certs/README.md).
+  const pki = overrides.pki ?? (await ensureDevPki(config.certsDir));
+  const evidence = overrides.evidence ?? { issuer: EVIDENCE_ISSUER, signer: createReceiptSigner(pki) };
   const envelopes = createEnvelopes({
+    evidence,
     envelopes: envelopeRepository,
     directory: directoryRepository,
     blobStore,
@@ -125,6 +140,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     hashStates,
     hygiene,
     auditLog: { verify: () => verifyAuditChain(database.db) },
+    pki,
     clock,
     async close() {
       await Promise.allSettled([blobStore.close(), database.close()]);

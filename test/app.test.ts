@@ -8,7 +8,7 @@ import { loadConfig } from '../src/config.ts';
 import { hashSecret } from '../src/domain/directory.ts';
 import { createServices } from '../src/services.ts';
 import { createFsBlobStore } from '../src/storage/fs-blob-store.ts';
-import { ADMIN_TOKEN, forEachBackend, freshPglite, startApp, tempDir } from './helpers/backends.ts';
+import { ADMIN_TOKEN, forEachBackend, freshPglite, startApp, tempDir, testPki } from './helpers/backends.ts';
 
 forEachBackend(t, 'health', async (t, parts) => {
   const backend = await parts();
@@ -39,7 +39,7 @@ t.test('health is 503 when the blob store is unusable', async (t) => {
   const notAFolder = path.join(dir, 'blobs');
   await writeFile(notAFolder, 'a file where the store folder should be');
   const config = loadConfig({ BXCHANGE_DATA_DIR: dir, LOG_LEVEL: 'silent' });
-  const services = await createServices(config, { database: await freshPglite(t), blobStore: createFsBlobStore(notAFolder), adminTokenHash: hashSecret(ADMIN_TOKEN) });
+  const services = await createServices(config, { database: await freshPglite(t), blobStore: createFsBlobStore(notAFolder), adminTokenHash: hashSecret(ADMIN_TOKEN), pki: await testPki() });
   const app = await buildApp({ services, logger: false });
   t.teardown(() => app.close());
   const res = await app.inject({ method: 'GET', url: '/health' });
@@ -61,6 +61,7 @@ t.test('app conventions', async (t) => {
     database: await freshPglite(t),
     blobStore: createFsBlobStore(path.join(dir, 'blobs')),
     adminTokenHash: hashSecret(ADMIN_TOKEN),
+    pki: await testPki(),
   });
   const app = await buildApp({ services, logger: { level: 'debug', stream } });
   app.get('/boom', async () => {

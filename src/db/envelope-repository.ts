@@ -1,10 +1,11 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
 import { and, asc, desc, eq, exists, inArray, isNull, like, lt, or, sql } from 'drizzle-orm';
-import type { EnvelopeRecord, EnvelopeRepository, FileRecord, RecipientRecord, RecipientStatus } from '../domain/ports.ts';
+import type { EnvelopeRecord, EnvelopeRepository, FileRecord, RecipientRecord, RecipientStatus, Sealer, StoredEvidence } from '../domain/ports.ts';
 import { ConflictError } from '../errors.ts';
 import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
-import { envelopeRecipients, envelopes, files } from './schema.ts';
+import { envelopeRecipients, envelopes, evidence, files } from './schema.ts';
+import { evidenceHash, type EvidenceType } from '../domain/evidence.ts';
 
 type FileRow = typeof files.$inferSelect;
 type EnvelopeRow = typeof envelopes.$inferSelect;
@@ -24,6 +25,19 @@ function toFile(row: FileRow): FileRecord {
     storageKey: row.storageKey,
     createdAt: row.createdAt,
     completedAt: row.completedAt,
+  };
+}
+
+function toEvidence(row: typeof evidence.$inferSelect): StoredEvidence {
+  return {
+    id: row.id,
+    envelopeId: row.envelopeId,
+    eventType: row.eventType as EvidenceType,
+    eventTime: row.eventTime,
+    recipient: row.recipient,
+    canonical: row.canonical,
+    signature: row.signature,
+    prevHash: row.prevHash,
   };
 }
 
@@ -79,6 +93,18 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
     const rows = await db.select().from(envelopes).where(eq(envelopes.id, id));
     const [envelope] = await load(rows, true);
     return envelope ?? null;
+  }
+
+  /** Appends the evidence sealed after the envelope's last one (the caller holds the envelope row lock). */
+  async function appendEvidence(tx: Tx, envelopeId: string, seal: Sealer): Promise<void> {
+    const [last] = await tx
+      .select({ canonical: evidence.canonical })
+      .from(evidence)
+      .where(eq(evidence.envelopeId, envelopeId))
+      .orderBy(desc(evidence.eventTime), desc(evidence.id))
+      .limit(1);
+    const sealed = seal(last === undefined ? null : evidenceHash(last.canonical));
+    if (sealed.length > 0) await tx.insert(evidence).values(sealed);
   }
 
   /** Runs `work` and appends its audit entry in one transaction; `changed` may say nothing happened (no entry then). */
@@ -183,33 +209,56 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
       );
     },
 
-    async markSubmitted(id, at, audit) {
+    async markSubmitted(id, at, audit, seal) {
       return audited(audit, at, async (tx) => {
         const [row] = await tx.select({ status: envelopes.status }).from(envelopes).where(eq(envelopes.id, id)).for('update');
         if (row?.status !== 'draft') return false;
         await tx.update(envelopes).set({ status: 'submitted', submittedAt: at }).where(eq(envelopes.id, id));
         await tx.update(envelopeRecipients).set({ status: 'delivered', deliveredAt: at }).where(eq(envelopeRecipients.envelopeId, id));
+        await appendEvidence(tx, id, seal);
         return true;
       });
     },
 
-    async markRetrieved(id, mailbox, at, audit) {
+    async recordRejection(id, audit, seal) {
+      await audited(audit, undefined, async (tx) => {
+        await tx.select({ id: envelopes.id }).from(envelopes).where(eq(envelopes.id, id)).for('update');
+        await appendEvidence(tx, id, seal);
+      });
+    },
+
+    async listEvidence(envelopeId) {
+      const rows = await db.select().from(evidence).where(eq(evidence.envelopeId, envelopeId)).orderBy(asc(evidence.eventTime), asc(evidence.id));
+      return rows.map(toEvidence);
+    },
+
+    async findEvidence(id) {
+      const [row] = await db.select().from(evidence).where(eq(evidence.id, id));
+      return row === undefined ? null : toEvidence(row);
+    },
+
+    async markRetrieved(id, mailbox, at, audit, seal) {
       await audited(
         audit,
         at,
-        (tx) =>
-          tx
+        async (tx) => {
+          await tx.select({ id: envelopes.id }).from(envelopes).where(eq(envelopes.id, id)).for('update');
+          const rows = await tx
             .update(envelopeRecipients)
             .set({ status: 'retrieved', retrievedAt: at })
             .where(and(eq(envelopeRecipients.envelopeId, id), eq(envelopeRecipients.mailboxAddress, mailbox), eq(envelopeRecipients.status, 'delivered')))
-            .returning({ id: envelopeRecipients.envelopeId }),
+            .returning({ id: envelopeRecipients.envelopeId });
+          if (rows.length > 0) await appendEvidence(tx, id, seal);
+          return rows;
+        },
         (rows) => rows.length > 0,
       );
     },
 
-    async markAcknowledged(id, mailbox, at, audit) {
-      const rows = await audited(audit, at, (tx) =>
-        tx
+    async markAcknowledged(id, mailbox, at, audit, seal) {
+      const rows = await audited(audit, at, async (tx) => {
+        await tx.select({ id: envelopes.id }).from(envelopes).where(eq(envelopes.id, id)).for('update');
+        const updated = await tx
           .update(envelopeRecipients)
           .set({ status: 'acknowledged', acknowledgedAt: at, retrievedAt: sql`coalesce(${envelopeRecipients.retrievedAt}, ${at.toISOString()}::timestamptz)` })
           .where(
@@ -219,7 +268,10 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
               inArray(envelopeRecipients.status, ['delivered', 'retrieved']),
             ),
           )
-          .returning(),
+          .returning();
+        if (updated.length > 0) await appendEvidence(tx, id, seal);
+        return updated;
+      },
         (updated) => updated.length > 0,
       );
       return rows[0] === undefined ? null : toRecipient(rows[0]);

@@ -14,6 +14,7 @@ import { AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError
 import type { BlobStore, ByteRange } from '../storage/blob-store.ts';
 import { decodeCursorValue, encodeCursorValue, pageLimit } from './pagination.ts';
 import { assertMetadata, findEnvelopeType, metadataIssues, type EnvelopeType } from './envelope-types/index.ts';
+import { evidenceConcerns, sealEvidence, type EvidenceContext } from './evidence.ts';
 import { MAILBOX_ADDRESS, UUID_PATTERN, uuidv7 } from './ids.ts';
 import { callerId, rolesOn, type Caller, type Page, type Role } from './model.ts';
 import {
@@ -25,6 +26,7 @@ import {
   type FileRecord,
   type MailboxListItem,
   type RecipientRecord,
+  type StoredEvidence,
 } from './ports.ts';
 
 export const MAX_RECIPIENTS = 100;
@@ -71,6 +73,8 @@ export interface EnvelopesDeps {
   maxUploadBytes: number;
   /** Extra steps appended to the default submission pipeline. */
   submitSteps?: SubmitStep[];
+  /** Issuer name and signer of the receipts. */
+  evidence: EvidenceContext;
 }
 
 const FILENAME_MAX = 255;
@@ -112,6 +116,12 @@ function isVisible(caller: Caller, envelope: EnvelopeRecord): boolean {
   if (isSenderMember(caller, envelope)) return true;
   if (envelope.status !== 'submitted') return false;
   return envelope.recipients.some((r) => rolesOn(caller, r.address).length > 0);
+}
+
+function receiptVisible(caller: Caller, envelope: EnvelopeRecord, evidence: StoredEvidence): boolean {
+  if (isSenderMember(caller, envelope)) return true;
+  if (envelope.status !== 'submitted') return false;
+  return envelope.recipients.some((r) => rolesOn(caller, r.address).length > 0 && evidenceConcerns(evidence, r.address, false));
 }
 
 /** The default pipeline: authorisation, state, files, uploads, metadata. Order matters: cheap and decisive first. */
@@ -308,11 +318,49 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       const context: SubmitContext = { caller, envelope, type, now: clock.now(), issues: [] };
       for (const step of submitSteps) await step(context);
       if (context.issues.length > 0) {
-        throw new AppError('envelopeIncomplete', context.issues.map((i) => i.detail).join('; '), { issues: context.issues });
+        // A refused submission leaves its signed rejection and an audit entry, nothing else.
+        const reasons = context.issues;
+        await envelopes.recordRejection(id, auditOf(caller, 'envelope.reject', id, { issues: reasons.map((i) => ({ name: i.name, detail: i.detail })) }), (prev) =>
+          sealEvidence(deps.evidence, envelope, [{ eventType: 'SubmissionRejection', recipient: null, reasons }], context.now, prev),
+        );
+        throw new AppError('envelopeIncomplete', reasons.map((i) => i.detail).join('; '), { issues: reasons });
       }
-      const ok = await envelopes.markSubmitted(id, context.now, auditOf(caller, 'envelope.submit', id, { recipients: envelope.recipients.map((r) => r.address), files: envelope.files.map((f) => ({ id: f.id, sha256: f.sha256 })) }));
+      const submitted: EnvelopeRecord = { ...envelope, status: 'submitted', submittedAt: context.now };
+      const ok = await envelopes.markSubmitted(
+        id,
+        context.now,
+        auditOf(caller, 'envelope.submit', id, { recipients: envelope.recipients.map((r) => r.address), files: envelope.files.map((f) => ({ id: f.id, sha256: f.sha256 })) }),
+        (prev) =>
+          sealEvidence(
+            deps.evidence,
+            submitted,
+            [
+              { eventType: 'SubmissionAcceptance', recipient: null },
+              ...envelope.recipients.map((r) => ({ eventType: 'ContentConsignment' as const, recipient: r.address })),
+            ],
+            context.now,
+            prev,
+          ),
+      );
       if (!ok) throw new ConflictError('envelopeNotDraft', 'The envelope was already submitted');
       return (await envelopes.find(id))!;
+    },
+
+    /** The receipts of an envelope the caller may see (sender: all; a recipient: its own and the acceptance). */
+    async listReceipts(caller: Caller, envelope: EnvelopeRecord): Promise<StoredEvidence[]> {
+      const all = await envelopes.listEvidence(envelope.id);
+      return all.filter((e) => receiptVisible(caller, envelope, e));
+    },
+
+    /** One receipt, 404 unless it concerns a mailbox of the caller. */
+    async getReceipt(caller: Caller, id: string): Promise<{ envelope: EnvelopeRecord; evidence: StoredEvidence }> {
+      const found = await envelopes.findEvidence(id);
+      if (found === null) throw new NotFoundError('No such receipt');
+      const envelope = await envelopes.find(found.envelopeId);
+      if (envelope === null || !isVisible(caller, envelope) || !receiptVisible(caller, envelope, found)) {
+        throw new NotFoundError('No such receipt');
+      }
+      return { envelope, evidence: found };
     },
 
     /** Inbox (`in`: submitted envelopes delivered to the mailbox) or outbox (`out`: drafts and sent). */
@@ -381,7 +429,13 @@ export function createEnvelopes(deps: EnvelopesDeps) {
           const now = clock.now();
           for (const recipient of recipients) {
             if (recipient.status === 'delivered') {
-              await envelopes.markRetrieved(envelope.id, recipient.address, now, auditOf(caller, 'envelope.retrieve', envelope.id, { mailbox: recipient.address, fileId, range: range ?? null }));
+              await envelopes.markRetrieved(
+                envelope.id,
+                recipient.address,
+                now,
+                auditOf(caller, 'envelope.retrieve', envelope.id, { mailbox: recipient.address, fileId, range: range ?? null }),
+                (prev) => sealEvidence(deps.evidence, envelope, [{ eventType: 'ContentHandover', recipient: recipient.address }], now, prev),
+              );
             }
           }
           return stream;
@@ -441,7 +495,11 @@ export function createEnvelopes(deps: EnvelopesDeps) {
         if (target === undefined) throw ValidationError.field('/mailbox', 'Not a recipient mailbox you read', mailbox);
       }
       if (target!.status !== 'acknowledged') {
-        await envelopes.markAcknowledged(id, target!.address, clock.now(), auditOf(caller, 'envelope.acknowledge', id, { mailbox: target!.address }));
+        const now = clock.now();
+        const mailbox = target!.address;
+        await envelopes.markAcknowledged(id, mailbox, now, auditOf(caller, 'envelope.acknowledge', id, { mailbox }), (prev) =>
+          sealEvidence(deps.evidence, envelope, [{ eventType: 'ConsignmentAcceptance', recipient: mailbox }], now, prev),
+        );
       }
       return (await envelopes.find(id))!;
     },

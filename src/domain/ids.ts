@@ -1,14 +1,38 @@
 import { randomBytes } from 'node:crypto';
 
+let last: Buffer | null = null;
+
 /**
  * UUIDv7 (RFC 9562 §5.7): 48-bit Unix milliseconds, then random bits, so ids
- * sort by creation time, which keeps btree inserts and cursors cheap.
+ * sort by creation time, which keeps btree inserts and cursors cheap. Within
+ * one process ids are strictly increasing (RFC 9562 §6.2 method 2: in the
+ * same millisecond, or if the clock steps back, the previous id's random
+ * part is incremented), so events sealed together sort in their order.
  */
 export function uuidv7(now: number = Date.now()): string {
-  const bytes = randomBytes(16);
-  bytes.writeUIntBE(now, 0, 6);
-  bytes[6] = 0x70 | (bytes[6]! & 0x0f);
-  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
+  let bytes: Buffer;
+  const previousMs = last === null ? -1 : last.readUIntBE(0, 6);
+  if (last !== null && now <= previousMs) {
+    bytes = Buffer.from(last);
+    // Increment the 74 random bits (bytes 6..15 minus version/variant), carrying leftwards.
+    for (let i = 15; i >= 6; i--) {
+      if (i === 8 || i === 6) {
+        const mask = i === 8 ? 0x3f : 0x0f;
+        const low = (bytes[i]! & mask) + 1;
+        bytes[i] = (bytes[i]! & ~mask) | (low & mask);
+        if (low <= mask) break;
+      } else {
+        bytes[i] = (bytes[i]! + 1) & 0xff;
+        if (bytes[i] !== 0) break;
+      }
+    }
+  } else {
+    bytes = randomBytes(16);
+    bytes.writeUIntBE(now, 0, 6);
+    bytes[6] = 0x70 | (bytes[6]! & 0x0f);
+    bytes[8] = 0x80 | (bytes[8]! & 0x3f);
+  }
+  last = bytes;
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }

@@ -2,6 +2,7 @@
  * Interfaces the domain needs from its adapters. `db/` implements them; the
  * domain never imports drizzle, postgres.js or the S3 SDK.
  */
+import type { EvidenceType, SealedEvidence } from './evidence.ts';
 import { callerId, type Caller, type Capability, type Entity, type EntityKind, type Mailbox, type Membership, type Page, type Principal, type PrincipalKind, type TokenInfo } from './model.ts';
 
 /** An audit entry appended in the same transaction as the change it records. */
@@ -216,11 +217,15 @@ export interface EnvelopeRepository {
    * Moves a draft to submitted and its recipients to delivered, atomically;
    * false when it was not a draft any more (a concurrent submit won).
    */
-  markSubmitted(id: string, at: Date, audit: AuditInput): Promise<boolean>;
+  markSubmitted(id: string, at: Date, audit: AuditInput, seal: Sealer): Promise<boolean>;
   /** First download by a recipient: delivered → retrieved (no change otherwise). */
-  markRetrieved(id: string, mailbox: string, at: Date, audit: AuditInput): Promise<void>;
+  markRetrieved(id: string, mailbox: string, at: Date, audit: AuditInput, seal: Sealer): Promise<void>;
   /** delivered|retrieved → acknowledged; returns the recipient afterwards. */
-  markAcknowledged(id: string, mailbox: string, at: Date, audit: AuditInput): Promise<RecipientRecord | null>;
+  markAcknowledged(id: string, mailbox: string, at: Date, audit: AuditInput, seal: Sealer): Promise<RecipientRecord | null>;
+  /** A refused submission: stores only its evidence and audit entry. */
+  recordRejection(id: string, audit: AuditInput, seal: Sealer): Promise<void>;
+  listEvidence(envelopeId: string): Promise<StoredEvidence[]>;
+  findEvidence(id: string): Promise<StoredEvidence | null>;
   listMailbox(query: MailboxListQuery): Promise<MailboxListItem[]>;
   /** Running SHA-256 state of an upload (hashing-store). */
   loadHashState(fileId: string): Promise<{ state: Buffer; offset: number } | null>;
@@ -229,4 +234,23 @@ export interface EnvelopeRepository {
   expiredDrafts(before: Date, limit: number): Promise<EnvelopeRecord[]>;
   /** Storage keys of all file rows whose key starts with `prefix`. */
   storageKeys(prefix: string): Promise<Set<string>>;
+}
+
+/**
+ * Builds the sealed evidence of a state change from the hash of the
+ * envelope's last evidence; called by the repository inside the transaction
+ * that makes the change, with the envelope row locked, so the evidence chain
+ * of an envelope never forks.
+ */
+export type Sealer = (prevHash: string | null) => SealedEvidence[];
+
+export interface StoredEvidence {
+  id: string;
+  envelopeId: string;
+  eventType: EvidenceType;
+  eventTime: Date;
+  recipient: string | null;
+  canonical: Buffer;
+  signature: Buffer;
+  prevHash: string | null;
 }

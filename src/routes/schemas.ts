@@ -172,6 +172,17 @@ export const listOf = <T extends Parameters<typeof Type.Array>[0]>(item: T) =>
 
 // ---------------------------------------------------------------- envelopes
 
+// Declared below; a function so the object exists when EnvelopeView is built.
+function ReceiptRefLazy() {
+  return Type.Object({
+    id: Type.String(),
+    eventType: Type.String(),
+    eventTime: Type.String({ format: 'date-time' }),
+    recipient: Type.Union([Type.String(), Type.Null()]),
+    href: Type.String(),
+  });
+}
+
 export const EnvelopeInput = Type.Object(
   {
     type: Type.String({ minLength: 1, maxLength: 100, description: 'Envelope type, e.g. general.letter' }),
@@ -217,6 +228,8 @@ export const EnvelopeView = Type.Object({
   recipients: Type.Array(RecipientView),
   files: Type.Array(FileView),
   uploadUrl: Type.Optional(Type.String()),
+  receipts: Type.Optional(Type.Array(ReceiptRefLazy())),
+  receipt: Type.Optional(ReceiptRefLazy()),
   href: Type.String(),
 });
 
@@ -230,4 +243,24 @@ export const EnvelopeSummaryView = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
   submittedAt: nullable(Type.String({ format: 'date-time' })),
   href: Type.String(),
+});
+
+export const ReceiptRef = Type.Object({
+  id: Type.String(),
+  eventType: Type.String(),
+  eventTime: Type.String({ format: 'date-time' }),
+  recipient: nullable(Type.String()),
+  href: Type.String(),
+});
+
+export const ReceiptView = Type.Object({
+  id: Type.String(),
+  eventType: Type.String(),
+  eventTime: Type.String({ format: 'date-time' }),
+  recipient: nullable(Type.String()),
+  envelopeId: Type.String(),
+  href: Type.String(),
+  evidenceHref: Type.String(),
+  signatureHref: Type.String(),
+  evidence: Type.Object({}, { additionalProperties: true }),
 });

@@ -1,6 +1,6 @@
 /** Domain records → JSON shapes of the HTTP contract (DESIGN §5). */
 import type { Entity, Mailbox, Page, Principal, Role, TokenInfo } from '../domain/model.ts';
-import type { EnvelopeRecord, FileRecord, RecipientRecord } from '../domain/ports.ts';
+import type { EnvelopeRecord, FileRecord, RecipientRecord, StoredEvidence } from '../domain/ports.ts';
 
 export const API = '/api/v1';
 
@@ -80,7 +80,22 @@ export const recipientView = (r: RecipientRecord) => ({
   acknowledgedAt: iso(r.acknowledgedAt),
 });
 
-export const envelopeView = (e: EnvelopeRecord) => ({
+export const receiptRef = (r: StoredEvidence) => ({
+  id: r.id,
+  eventType: r.eventType,
+  eventTime: r.eventTime.toISOString(),
+  recipient: r.recipient,
+  href: `${API}/receipts/${r.id}`,
+});
+
+export const receiptView = (r: StoredEvidence) => ({
+  ...receiptRef(r),
+  envelopeId: r.envelopeId,
+  evidenceHref: `${API}/receipts/${r.id}/evidence.json`,
+  signatureHref: `${API}/receipts/${r.id}/signature.p7s`,
+});
+
+export const envelopeView = (e: EnvelopeRecord, receipts?: StoredEvidence[]) => ({
   id: e.id,
   type: e.type,
   typeVersion: e.typeVersion,
@@ -94,6 +109,7 @@ export const envelopeView = (e: EnvelopeRecord) => ({
   recipients: e.recipients.map(recipientView),
   files: e.files.map(fileView),
   ...(e.status === 'draft' ? { uploadUrl: `${API}/uploads` } : {}),
+  ...(receipts === undefined ? {} : { receipts: receipts.map(receiptRef) }),
   href: `${API}/envelopes/${e.id}`,
 });
 

@@ -6,7 +6,9 @@
  * Everything is torn down with t.teardown.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { ensureDevPki, type Pki } from '../../src/crypto/pki.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -120,6 +122,17 @@ export async function forEachBackend(t: Test, label: string, body: (t: Test, par
 
 export const ADMIN_TOKEN = `bxc_test_admin_${randomBytes(16).toString('hex')}`;
 
+let sharedPki: Promise<Pki> | undefined;
+
+/** One development PKI per test process (generating one costs ~0.3 s). */
+export function testPki(): Promise<Pki> {
+  sharedPki ??= mkdtemp(path.join(os.tmpdir(), 'bxchange-pki-')).then(async (dir) => {
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return ensureDevPki(dir);
+  });
+  return sharedPki;
+}
+
 export async function startApp(t: Test, parts: BackendParts, options: { clock?: Clock; env?: Record<string, string> } = {}): Promise<TestApp> {
   const config: Config = loadConfig({ BXCHANGE_DATA_DIR: parts.dataDir, LOG_LEVEL: 'silent', ...options.env });
   if (parts.s3 !== undefined) config.s3 = parts.s3;
@@ -127,6 +140,7 @@ export async function startApp(t: Test, parts: BackendParts, options: { clock?: 
     database: parts.database,
     blobStore: parts.blobStore,
     adminTokenHash: hashSecret(ADMIN_TOKEN),
+    pki: await testPki(),
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const app = await buildApp({ services, logger: false });

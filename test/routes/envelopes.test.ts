@@ -138,6 +138,13 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
       blobs: await blobKeys(`envelopes/${envelopeId}/`),
       audit: await auditCount(),
     });
+  /** What a refused submit must leave untouched: the envelope and its bytes (it adds only its rejection evidence and audit entry). */
+  const stateOf = async (envelopeId: string) =>
+    JSON.stringify({ envelope: await api.services.envelopeRepository.find(envelopeId), blobs: await blobKeys(`envelopes/${envelopeId}/`) });
+  const rejections = async (envelopeId: string) =>
+    (await api.services.envelopeRepository.listEvidence(envelopeId))
+      .filter((e) => e.eventType === 'SubmissionRejection')
+      .map((e) => JSON.parse(e.canonical.toString('utf8')));
   const createDraft = async (overrides: Record<string, unknown> = {}, token = s.sender.token) => {
     const res = await api.call('POST', `${API}/envelopes`, {
       token,
@@ -282,17 +289,21 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
 
   t.test('submit refusals: no file, an incomplete upload (naming the file), no send role, not visible; nothing changes', async (t) => {
     const empty = await createDraft();
-    let before = await snapshot(empty.id);
+    let state = await stateOf(empty.id);
+    let audits = await auditCount();
     const noFile = problem(t, await api.call('POST', `${API}/envelopes/${empty.id}/submit`, { token: s.sender.token }), 422, INCOMPLETE);
     t.match(noFile.issues, [{ name: 'files' }]);
-    t.equal(await snapshot(empty.id), before);
+    t.equal(await stateOf(empty.id), state, 'the envelope is unchanged');
+    t.equal(await auditCount(), audits + 1, 'one audit entry: the rejection');
+    t.match(await rejections(empty.id), [{ eventType: 'SubmissionRejection', envelopeId: empty.id, eventReasons: [{ name: 'files' }] }], 'a signed rejection');
 
     const partial = await createDraft();
     t.equal((await upload(api, s.sender.token, partial.id, [{ name: 'file', filename: 'complete.bin', data: randomBytes(10) }])).statusCode, 201);
     // An upload begun (as tus creation does) but never finished.
     const caller = await api.services.directory.authenticate(s.sender.token);
     const pending = await api.services.envelopes.beginUpload(caller, { envelopeId: partial.id, filename: 'budget-2026.pdf.gpg', size: 4096 });
-    before = await snapshot(partial.id);
+    state = await stateOf(partial.id);
+    audits = await auditCount();
     const incomplete = problem(t, await api.call('POST', `${API}/envelopes/${partial.id}/submit`, { token: s.sender.token }), 422, INCOMPLETE);
     t.match(incomplete.detail, /budget-2026\.pdf\.gpg/, 'the detail names the file');
     t.match(incomplete.issues, [{ name: `files/${pending.id}`, value: 'budget-2026.pdf.gpg' }]);
@@ -302,7 +313,9 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     problem(t, await api.call('POST', `${API}/envelopes/${partial.id}/submit`, { token: s.recipient.token }), 404, NOT_FOUND);
     problem(t, await api.call('POST', `${API}/envelopes/${partial.id}/submit`, { token: s.outsider.token }), 404, NOT_FOUND);
     problem(t, await api.call('POST', `${API}/envelopes/${randomUUID()}/submit`, { token: s.sender.token }), 404, NOT_FOUND);
-    t.equal(await snapshot(partial.id), before, 'still a draft, same files, same recipients, no audit entry');
+    t.equal(await stateOf(partial.id), state, 'still a draft, same files, same recipients');
+    t.equal(await auditCount(), audits + 1, 'only the 422 left an audit entry (its rejection)');
+    t.equal((await rejections(partial.id)).length, 1, 'only the 422 left a rejection evidence');
     t.same(await statuses(partial.id), { 'secretariat@uccle': 'pending', 'urbanisme@uccle': 'pending' });
 
     // Invalid metadata that slipped in (e.g. an older schema) is caught at submit too.
@@ -644,7 +657,7 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
         { id, type: 'general.letter', typeVersion: '1.0', from: 'archives@ixelles', metadata: { subject: 'late' }, inReplyTo: null, createdBy: s.sender.id, createdAt: at, recipients: ['archives@uccle'] },
         { actor: 'test', action: 'envelope.create', subject: id },
       );
-      t.ok(await api.services.envelopeRepository.markSubmitted(id, at, { actor: 'test', action: 'envelope.submit', subject: id }));
+      t.ok(await api.services.envelopeRepository.markSubmitted(id, at, { actor: 'test', action: 'envelope.submit', subject: id }, () => []));
       return id;
     };
     const before = (a: { time: number; id: string }, b: { time: number; id: string }) => a.time < b.time || (a.time === b.time && a.id < b.id);

@@ -8,7 +8,7 @@ import type { FileRecord } from '../../domain/ports.ts';
 import type { Services } from '../../services.ts';
 import { etagMatches, parseRange } from '../http-range.ts';
 import { EnvelopeInput, EnvelopeSummaryView, EnvelopeView, FileView, MailboxAddress, Uuid, listOf, problemResponses } from '../schemas.ts';
-import { API, envelopeSummaryView, envelopeView, fileView, pageView } from '../views.ts';
+import { API, envelopeSummaryView, envelopeView, fileView, pageView, receiptRef } from '../views.ts';
 
 const tags = ['envelopes'];
 const security = [{ bearer: [] }];
@@ -49,7 +49,10 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
   app.get(
     '/envelopes/:id',
     { schema: { tags, security, summary: 'The envelope as the caller may see it', params: IdParams, response: { 200: EnvelopeView, ...problemResponses(401, 404) } } },
-    async (request) => envelopeView(await domain.getEnvelope(request.caller, request.params.id)),
+    async (request) => {
+      const envelope = await domain.getEnvelope(request.caller, request.params.id);
+      return envelopeView(envelope, await domain.listReceipts(request.caller, envelope));
+    },
   );
 
   app.delete(
@@ -72,7 +75,12 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         response: { 200: EnvelopeView, ...problemResponses(401, 403, 404, 409, 422) },
       },
     },
-    async (request) => envelopeView(await domain.submit(request.caller, request.params.id)),
+    async (request) => {
+      const envelope = await domain.submit(request.caller, request.params.id);
+      const receipts = await domain.listReceipts(request.caller, envelope);
+      const acceptance = receipts.find((r) => r.eventType === 'SubmissionAcceptance');
+      return { ...envelopeView(envelope, receipts), ...(acceptance === undefined ? {} : { receipt: receiptRef(acceptance) }) };
+    },
   );
 
   app.post(
@@ -88,7 +96,10 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         response: { 200: EnvelopeView, ...problemResponses(400, 401, 403, 404) },
       },
     },
-    async (request) => envelopeView(await domain.acknowledge(request.caller, request.params.id, request.body?.mailbox)),
+    async (request) => {
+      const envelope = await domain.acknowledge(request.caller, request.params.id, request.body?.mailbox);
+      return envelopeView(envelope, await domain.listReceipts(request.caller, envelope));
+    },
   );
 
   app.get(

@@ -12,6 +12,7 @@ import mailboxes from './mailboxes.ts';
 import principals from './principals.ts';
 import uploads from './uploads.ts';
 import audit from './audit.ts';
+import receipts from './receipts.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -40,4 +41,5 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   await app.register(envelopes, services);
   await app.register(uploads, { ...services, prefix: '/uploads' });
   await app.register(audit, services);
+  await app.register(receipts, services);
 }
