@@ -55,7 +55,10 @@ forEachBackend(t, 'receipts', async (t, parts) => {
     const evidence = await api.call('GET', `${API}/receipts/${receiptId}/evidence.json`, { token });
     const signature = await api.call('GET', `${API}/receipts/${receiptId}/signature.p7s`, { token });
     const content = Buffer.from(evidence.rawPayload);
-    if (tamper) content[Math.floor(content.length / 2)] ^= 0x01;
+    if (tamper) {
+      const at = Math.floor(content.length / 2);
+      content[at] = content[at]! ^ 0x01;
+    }
     const evidenceFile = path.join(dir, `${receiptId}${tamper ? '-tampered' : ''}.json`);
     const signatureFile = path.join(dir, `${receiptId}.p7s`);
     await writeFile(evidenceFile, content);
