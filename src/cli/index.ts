@@ -4,8 +4,10 @@
  * `serve` and `migrate` run in this process from the configuration (they are
  * the only commands that open the database). Every other command is a thin
  * client of a running server's HTTP API (`BXCHANGE_URL`, `BXCHANGE_TOKEN`):
- * it translates arguments into one API call and its answer back, so the CLI
- * holds no rule the API does not (STYLE: doors only translate).
+ * it translates arguments into API calls and their answers back, so the CLI
+ * holds no rule the API does not (STYLE: doors only translate). The
+ * administration commands are here; the exchange commands (send, inbox,
+ * fetch, ack) in exchange.ts; what they share in common.ts.
  *
  * Exit status, the CLI's mapping of the error catalogue:
  *   0 success · 1 unexpected failure · 2 usage or configuration error ·
@@ -16,208 +18,30 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
+import {
+  CliError,
+  EXIT,
+  DEFAULT_URL,
+  UUID,
+  createApiClient,
+  json,
+  list,
+  seg,
+  str,
+  usageError,
+  write,
+  type ApiClient,
+  type CliIo,
+  type Command,
+  type Context,
+  type OptionDef,
+  type Values,
+} from './common.ts';
+import { exchangeCommands } from './exchange.ts';
 
-export interface CliIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  env: Record<string, string | undefined>;
-}
-
-export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, unavailable: 4 } as const;
-
-const DEFAULT_URL = 'http://127.0.0.1:8080';
-const REQUEST_TIMEOUT_MS = 60_000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** A failure that ends the command with `exitCode` after printing `lines` on stderr. */
-class CliError extends Error {
-  readonly exitCode: number;
-  readonly lines: string[];
-  constructor(exitCode: number, lines: string[]) {
-    super(lines[0] ?? 'failed');
-    this.name = 'CliError';
-    this.exitCode = exitCode;
-    this.lines = lines;
-  }
-}
-
-/** Exit 2, with a pointer to the help of `helpFor` (a command path, '' for the top level). */
-function usageError(message: string, helpFor: string): CliError {
-  const help = ['bxchange', helpFor, '--help'].filter(Boolean).join(' ');
-  return new CliError(EXIT.usage, [`bxchange: ${message}`, `Run "${help}" for usage.`]);
-}
-
-// ---------------------------------------------------------------- output
-
-function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  // Wait for the write to be handed over: the bin script calls process.exit()
-  // right after run() returns, which would otherwise cut a piped output short.
-  return new Promise((resolve, reject) => {
-    stream.write(text, (err?: Error | null) => (err ? reject(err) : resolve()));
-  });
-}
-
-const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
-
-// ---------------------------------------------------------------- HTTP client
-
-interface Problem {
-  title?: unknown;
-  status?: unknown;
-  detail?: unknown;
-  issues?: unknown;
-}
-
-interface ApiClient {
-  request(method: string, path: string, body?: unknown): Promise<unknown>;
-  /** GETs `path` and follows every `next` link; returns all items of all pages. */
-  list(path: string): Promise<unknown[]>;
-}
-
-/** The URL as it may be shown: no user name or password. */
-function displayUrl(url: URL): string {
-  const shown = new URL(url);
-  shown.username = '';
-  shown.password = '';
-  return shown.toString().replace(/\/$/, '');
-}
-
-function problemLines(status: number, body: Problem): string[] {
-  const title = typeof body.title === 'string' ? body.title : `HTTP ${status}`;
-  const detail = typeof body.detail === 'string' && body.detail !== '' ? `: ${body.detail}` : '';
-  const lines = [`bxchange: ${title} (${status})${detail}`];
-  if (Array.isArray(body.issues)) {
-    for (const issue of body.issues as { name?: unknown; detail?: unknown }[]) {
-      lines.push(`  ${String(issue?.name ?? '?')}: ${String(issue?.detail ?? 'is invalid')}`);
-    }
-  }
-  return lines;
-}
-
-function createApiClient(env: CliIo['env']): ApiClient {
-  const rawUrl = env.BXCHANGE_URL?.trim() || DEFAULT_URL;
-  let base: URL;
-  try {
-    base = new URL(rawUrl);
-  } catch {
-    throw new CliError(EXIT.usage, ['bxchange: BXCHANGE_URL is not a valid URL']);
-  }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-    throw new CliError(EXIT.usage, [`bxchange: BXCHANGE_URL must use http: or https:, got ${base.protocol}`]);
-  }
-  const token = env.BXCHANGE_TOKEN?.trim() || env.BXCHANGE_ADMIN_TOKEN?.trim();
-  if (!token) {
-    throw new CliError(EXIT.usage, ['bxchange: no token: set BXCHANGE_TOKEN (or BXCHANGE_ADMIN_TOKEN) to a bearer token']);
-  }
-  // The server answers paths and `next` links from `/api/v1`; a base URL with a
-  // path (a reverse proxy's prefix) is kept in front of them.
-  const prefix = `${base.origin}${base.pathname.replace(/\/+$/, '')}`;
-  const resolve = (path: string) => (/^https?:\/\//i.test(path) ? path : `${prefix}${path}`);
-  const shown = displayUrl(base);
-
-  async function request(method: string, path: string, body?: unknown): Promise<unknown> {
-    const headers: Record<string, string> = {
-      authorization: `Bearer ${token}`,
-      accept: 'application/json, application/problem+json',
-    };
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    try {
-      response = await fetch(resolve(path), {
-        method,
-        headers,
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      const reason =
-        e.name === 'TimeoutError' ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
-      throw new CliError(EXIT.unavailable, [`bxchange: cannot reach BXCHANGE_URL ${shown} (${reason})`]);
-    }
-    const exitCode = response.status >= 500 ? EXIT.unavailable : EXIT.refused;
-    const type = response.headers.get('content-type') ?? '';
-    const isJson = /^application\/(?:problem\+)?json\b/i.test(type);
-    let text: string;
-    try {
-      text = await response.text();
-    } catch {
-      throw new CliError(EXIT.unavailable, [`bxchange: the answer from BXCHANGE_URL ${shown} was cut short`]);
-    }
-    let parsed: unknown;
-    if (isJson && text !== '') {
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-    }
-    if (!response.ok) {
-      if (parsed !== null && typeof parsed === 'object') throw new CliError(exitCode, problemLines(response.status, parsed as Problem));
-      const reason = response.statusText ? ` ${response.statusText}` : '';
-      throw new CliError(exitCode, [`bxchange: HTTP ${response.status}${reason} from BXCHANGE_URL ${shown}`]);
-    }
-    if (response.status === 204 || text === '') return undefined;
-    if (parsed === undefined) {
-      throw new CliError(EXIT.unavailable, [`bxchange: BXCHANGE_URL ${shown} did not answer JSON: is it a bxchange server?`]);
-    }
-    return parsed;
-  }
-
-  return {
-    request,
-    async list(path) {
-      const items: unknown[] = [];
-      const seen = new Set<string>();
-      let next: string | undefined = path;
-      while (next !== undefined) {
-        if (seen.has(next)) throw new CliError(EXIT.unavailable, ['bxchange: the server returned the same page twice']);
-        seen.add(next);
-        const page = (await request('GET', next)) as { items?: unknown[]; next?: unknown } | undefined;
-        if (!page || !Array.isArray(page.items)) {
-          throw new CliError(EXIT.unavailable, [`bxchange: BXCHANGE_URL ${shown} did not answer a list`]);
-        }
-        items.push(...page.items);
-        next = typeof page.next === 'string' && page.next !== '' ? page.next : undefined;
-      }
-      return items;
-    },
-  };
-}
+export { EXIT, type CliIo } from './common.ts';
 
 // ---------------------------------------------------------------- command table
-
-interface OptionDef {
-  type: 'string' | 'boolean';
-  multiple?: boolean;
-  /** Placeholder shown in help, e.g. `ID`. */
-  arg?: string;
-  required?: boolean;
-  description: string;
-}
-
-type Values = Record<string, string | boolean | string[] | undefined>;
-
-interface Context {
-  io: CliIo;
-  /** Created on first use: serve and migrate need no URL or token. */
-  api(): ApiClient;
-  out(text: string): Promise<void>;
-  note(text: string): Promise<void>;
-}
-
-interface Command {
-  /** Positional argument names, all required, e.g. `['ID']`. */
-  args: string[];
-  summary: string;
-  /** Extra paragraphs for --help. */
-  details?: string;
-  options: Record<string, OptionDef>;
-  run(ctx: Context, values: Values, args: string[]): Promise<number | void>;
-}
-
-const str = (values: Values, name: string): string | undefined => values[name] as string | undefined;
-const list = (values: Values, name: string): string[] => (values[name] as string[] | undefined) ?? [];
 
 /** `--valid-until ''` clears a field: the API takes null for "none". */
 const nullable = (value: string | undefined) => (value === undefined ? undefined : value.trim() === '' ? null : value);
@@ -225,8 +49,6 @@ const nullable = (value: string | undefined) => (value === undefined ? undefined
 function setIfGiven(target: Record<string, unknown>, key: string, value: unknown): void {
   if (value !== undefined) target[key] = value;
 }
-
-const seg = encodeURIComponent;
 
 /** `secretariat@ixelles=read,send` → `{mailbox, roles}`. */
 function parseMember(value: string, helpFor: string): { mailbox: string; roles: string[] } {
@@ -567,11 +389,11 @@ const groups: Record<string, { summary: string; commands: Record<string, Command
   token: { summary: 'bearer tokens of principals', commands: tokenCommands },
 };
 
-const topCommands: Record<string, Command> = { serve: serveCommand, migrate: migrateCommand, whoami: whoamiCommand };
+const topCommands: Record<string, Command> = { serve: serveCommand, migrate: migrateCommand, whoami: whoamiCommand, ...exchangeCommands };
 
 // ---------------------------------------------------------------- help
 
-const ENVIRONMENT = `Environment of the administration commands:
+const ENVIRONMENT = `Environment of the commands that call a server:
   BXCHANGE_URL     the server's base URL (default ${DEFAULT_URL})
   BXCHANGE_TOKEN   bearer token to call it with (falls back to BXCHANGE_ADMIN_TOKEN);
                    read from the environment only, never from an argument
@@ -585,7 +407,8 @@ function usageLine(path: string, command: Command): string {
     .filter(([, o]) => o.required)
     .map(([name, o]) => `--${name} ${o.arg ?? ''}`.trimEnd());
   const optional = Object.values(command.options).some((o) => !o.required) ? ['[options]'] : [];
-  return ['bxchange', path, ...command.args, ...required, ...optional].join(' ');
+  const args = command.variadic ? [...command.args.slice(0, -1), `${command.args.at(-1)}…`] : command.args;
+  return ['bxchange', path, ...args, ...required, ...optional].join(' ');
 }
 
 function commandHelp(path: string, command: Command): string {
@@ -623,6 +446,9 @@ function topHelp(): string {
     'Administration (calls a running server over HTTP):',
     ...Object.entries(groups).map(([name, g]) => row(name, `${Object.keys(g.commands).join(' | ')}: ${g.summary}`)),
     row('whoami', whoamiCommand.summary),
+    '',
+    'Exchange (calls a running server over HTTP):',
+    ...Object.entries(exchangeCommands).map(([name, command]) => row(name, command.summary)),
     '',
     'Run "bxchange <command> --help" for a command\'s usage.',
     '',
@@ -663,7 +489,7 @@ function parse(path: string, command: Command, argv: string[]): { values: Values
   if (parsed.positionals.length < command.args.length) {
     throw usageError(`missing ${command.args.slice(parsed.positionals.length).join(' ')}`, path);
   }
-  if (parsed.positionals.length > command.args.length) {
+  if (parsed.positionals.length > command.args.length && !command.variadic) {
     throw usageError(`unexpected argument "${parsed.positionals[command.args.length]}"`, path);
   }
   return { values: parsed.values, args: parsed.positionals };
