@@ -220,6 +220,10 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
       });
     },
 
+    async recordAudit(audit) {
+      await audited(audit, undefined, async () => undefined);
+    },
+
     async recordRejection(id, audit, seal) {
       await audited(audit, undefined, async (tx) => {
         await tx.select({ id: envelopes.id }).from(envelopes).where(eq(envelopes.id, id)).for('update');

@@ -427,6 +427,8 @@ export function createEnvelopes(deps: EnvelopesDeps) {
             throw err;
           }
           const now = clock.now();
+          // Every read is audited (DESIGN §3); a recipient's first one also changes its status.
+          await envelopes.recordAudit(auditOf(caller, 'file.read', envelope.id, { fileId, range: range ?? null }));
           for (const recipient of recipients) {
             if (recipient.status === 'delivered') {
               await envelopes.markRetrieved(

@@ -222,6 +222,8 @@ export interface EnvelopeRepository {
   markRetrieved(id: string, mailbox: string, at: Date, audit: AuditInput, seal: Sealer): Promise<void>;
   /** delivered|retrieved → acknowledged; returns the recipient afterwards. */
   markAcknowledged(id: string, mailbox: string, at: Date, audit: AuditInput, seal: Sealer): Promise<RecipientRecord | null>;
+  /** Appends an audit entry that goes with no state change (a file read). */
+  recordAudit(audit: AuditInput): Promise<void>;
   /** A refused submission: stores only its evidence and audit entry. */
   recordRejection(id: string, audit: AuditInput, seal: Sealer): Promise<void>;
   listEvidence(envelopeId: string): Promise<StoredEvidence[]>;
