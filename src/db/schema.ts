@@ -27,6 +27,12 @@ const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
   fromDriver: (value) => Buffer.from(value),
 });
 
+/** PostgreSQL's 64-bit transaction id (pg_current_xact_id()), ordered, never wrapping. */
+const xid8 = customType<{ data: string; driverData: string | bigint }>({
+  dataType: () => 'xid8',
+  fromDriver: (value) => String(value),
+});
+
 const timestamps = {
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
 };
@@ -154,11 +160,25 @@ export const envelopes = pgTable(
     submittedAt: timestamp('submitted_at', { withTimezone: true, mode: 'date' }),
     deadline: date('deadline', { mode: 'string' }),
     retainUntil: date('retain_until', { mode: 'string' }),
+    /** Values the type computes from the metadata (tutelleKind, aboveEuThreshold…) and warnings. */
+    computed: jsonb('computed').notNull().default(sql`'{}'::jsonb`),
+    /** The tutelle decision clock of an act (deadlines.ts), when its type has one. */
+    clock: jsonb('clock'),
+    /** When the retention purge removed the files and personal data. */
+    purgedAt: timestamp('purged_at', { withTimezone: true, mode: 'date' }),
+    /**
+     * The transaction that last changed the envelope (or its recipients or
+     * files, by trigger): the export feed's order. Rows are served only below
+     * the oldest transaction still running, so a late commit is never skipped.
+     */
+    feedXid: xid8('feed_xid').notNull().default(sql`pg_current_xact_id()`),
   },
   (table) => [
     index('envelopes_from_idx').on(table.fromMailbox, table.id),
     index('envelopes_outbox_idx').on(table.fromMailbox, table.createdAt, table.id),
     index('envelopes_status_created_idx').on(table.status, table.createdAt),
+    index('envelopes_feed_idx').on(table.feedXid, table.id),
+    index('envelopes_retain_idx').on(table.retainUntil),
   ],
 );
 
