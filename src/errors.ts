@@ -52,6 +52,7 @@ export const catalogue = {
   rangeNotSatisfiable: { status: 416, title: 'Range Not Satisfiable' },
   checksumMismatch: { status: 460, title: 'Checksum Mismatch' },
   fileMissing: { status: 500, title: 'Stored File Missing' },
+  filePurged: { status: 410, title: 'File Purged' },
 } satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof catalogue;

@@ -5,7 +5,9 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import { createServices, resolveAdminToken } from './services.ts';
+import { createReceiptSigner } from './crypto/cms.ts';
+import { checkpoint } from './db/audit.ts';
+import { createServices, EVIDENCE_ISSUER, resolveAdminToken } from './services.ts';
 import { readTlsOptions } from './tls.ts';
 
 export async function serve(config: Config): Promise<void> {
@@ -33,17 +35,38 @@ export async function serve(config: Config): Promise<void> {
       (result) => app.log.info({ ...result, missingObjects: result.missingObjects.length }, 'storage hygiene sweep'),
       (err: unknown) => app.log.error({ err }, 'storage hygiene sweep failed'),
     );
-  const sweeper = setInterval(sweep, config.sweepIntervalMs);
+  // Retention purge in-process, on the same interval, after the sweep (so the sweep never sees a purge half done and
+  // reports its files missing): files past their retainUntil (Brussels date) are deleted, digests and evidence kept.
+  const purge = () =>
+    services.purge.run().then(
+      (result) => app.log.info({ ...result, failed: result.failed.length }, 'retention purge'),
+      (err: unknown) => app.log.error({ err }, 'retention purge failed'),
+    );
+  const sweeper = setInterval(() => void sweep().then(purge), config.sweepIntervalMs);
   sweeper.unref();
+  // A signed checkpoint of the audit chain on the sweep's schedule; skipped when the last entry is already one
+  // (an idle platform, or another node that just made it), so checkpoints never pile up.
+  const checkpointSigner = createReceiptSigner(services.pki);
+  const checkpointAudit = () =>
+    checkpoint(services.database.db, checkpointSigner, { issuer: EVIDENCE_ISSUER, at: services.clock.now(), onlyIfChanged: true }).then(
+      ({ checkpoint: made, created }) => {
+        if (created) app.log.info({ seq: made.seq, headSeq: made.head.seq }, 'audit checkpoint');
+      },
+      (err: unknown) => app.log.error({ err }, 'audit checkpoint failed'),
+    );
+  const checkpointer = setInterval(() => void checkpointAudit(), config.sweepIntervalMs);
+  checkpointer.unref();
   closeWithGrace({ delay: 10_000 }, async ({ err, signal }) => {
     if (err) app.log.error({ err }, 'closing after an error');
     else app.log.info({ signal }, 'closing');
     clearInterval(sweeper);
+    clearInterval(checkpointer);
     await app.close();
     await services.close();
   });
   await app.listen({ host: config.host, port: config.port });
-  void sweep();
+  void sweep().then(purge);
+  void checkpointAudit();
   if (embedded || services.blobStore.kind === 'fs') {
     app.log.warn(
       { database: services.database.kind, store: services.blobStore.kind, dataDir: config.dataDir },

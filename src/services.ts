@@ -12,6 +12,10 @@ import { createEnvelopeRepository } from './db/envelope-repository.ts';
 import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
 import { createHygiene, type Hygiene } from './domain/hygiene.ts';
 import { createHygieneRepository } from './db/hygiene-repository.ts';
+import { createExports, type Exports } from './domain/exports.ts';
+import { createExportRepository } from './db/export-repository.ts';
+import { createPurge, type Purge } from './domain/purge.ts';
+import { createPurgeRepository } from './db/purge-repository.ts';
 import { verifyAuditChain, type ChainVerdict } from './db/audit.ts';
 import { createReceiptSigner } from './crypto/cms.ts';
 import { ensureDevPki, type Pki } from './crypto/pki.ts';
@@ -19,7 +23,7 @@ import type { EvidenceContext } from './domain/evidence.ts';
 
 /** The `issuer` named in every receipt. */
 export const EVIDENCE_ISSUER = 'bxchange';
-import type { EnvelopeRepository } from './domain/ports.ts';
+import type { DirectoryRepository, EnvelopeRepository } from './domain/ports.ts';
 import { createDirectory, generateToken, hashSecret, type Directory } from './domain/directory.ts';
 import { systemClock, type Clock } from './domain/ports.ts';
 import type { BlobStore } from './storage/blob-store.ts';
@@ -34,12 +38,17 @@ export interface Services {
   database: Database;
   blobStore: BlobStore;
   directory: Directory;
+  directoryRepository: DirectoryRepository;
   envelopes: Envelopes;
   envelopeRepository: EnvelopeRepository;
   /** The tus DataStore (S3 or local folder), hashing as bytes arrive. */
   uploadStore: HashingStore;
   hashStates: HashStates;
   hygiene: Hygiene;
+  /** The datawarehouse export feed (export capability). */
+  exports: Exports;
+  /** The retention purge (scheduled beside the hygiene sweep). */
+  purge: Purge;
   auditLog: { verify(): Promise<ChainVerdict> };
   pki: Pki;
   clock: Clock;
@@ -129,16 +138,27 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     draftExpiryMs: config.draftExpiryMs,
     log: overrides.log ?? { warn: (o, m) => console.warn(m, o), error: (o, m) => console.error(m, o) },
   });
+  const exports = createExports({ repository: createExportRepository(database.db) });
+  const purge = createPurge({
+    repository: createPurgeRepository(database.db),
+    blobStore,
+    removeUpload: (key) => uploadStore.remove(key),
+    clock,
+    log: overrides.log ?? { warn: (o, m) => console.warn(m, o), error: (o, m) => console.error(m, o) },
+  });
   return {
     config,
     database,
     blobStore,
     directory,
+    directoryRepository,
     envelopes,
     envelopeRepository,
     uploadStore,
     hashStates,
     hygiene,
+    exports,
+    purge,
     auditLog: { verify: () => verifyAuditChain(database.db) },
     pki,
     clock,

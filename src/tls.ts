@@ -10,7 +10,18 @@ async function readNamed(variable: string, file: string): Promise<Buffer> {
   }
 }
 
-/** HTTPS options for Fastify; with a client CA, client certificates are requested (mTLS), not yet required. */
+/**
+ * HTTPS options for Fastify. With a client CA (TLS_CLIENT_CA), client
+ * certificates are requested but not required: the handshake also succeeds
+ * without one, or with one the CA did not issue, so that bearer-token
+ * clients keep working on the same port. Whether a certificate counts is
+ * decided per request by the API's authentication hook
+ * (routes/api/index.ts): only when the socket verified it against this CA
+ * (`socket.authorized`) and its fingerprint is a registered, active
+ * credential of a machine principal. TLS_CLIENT_CA must hold the CA that
+ * issues those certificates: the platform's `ca.pem` when the server issues
+ * them (POST /api/v1/principals/{id}/client-certificates).
+ */
 export async function readTlsOptions(tls: TlsConfig) {
   const options: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean } = {
     cert: await readNamed('TLS_CERT', tls.certFile),

@@ -38,6 +38,10 @@ import {
   type Values,
 } from './common.ts';
 import { exchangeCommands } from './exchange.ts';
+import { seedCommands } from './seed.ts';
+import { adminCommands } from './admin.ts';
+import { auditCommands } from './audit.ts';
+import { verifyReceiptCommand } from './verify-receipt.ts';
 
 export { EXIT, type CliIo } from './common.ts';
 
@@ -382,14 +386,27 @@ const whoamiCommand: Command = {
   },
 };
 
-const groups: Record<string, { summary: string; commands: Record<string, Command> }> = {
+/** `local`: the group's commands open the database from the configuration instead of calling a server. */
+const groups: Record<string, { summary: string; commands: Record<string, Command>; local?: boolean }> = {
   entity: { summary: 'organisations of the directory', commands: entityCommands },
   mailbox: { summary: 'mailboxes name@entity', commands: mailboxCommands },
   principal: { summary: 'users and machines, their memberships and capabilities', commands: principalCommands },
   token: { summary: 'bearer tokens of principals', commands: tokenCommands },
+  admin: { summary: 'TLS client certificates of machine principals (mutual TLS)', commands: adminCommands },
+  audit: { summary: 'the audit hash chain and its signed checkpoints (opens the database directly)', commands: auditCommands, local: true },
+  seed: { summary: 'reference data of the directory (opens the database directly)', commands: seedCommands, local: true },
 };
 
-const topCommands: Record<string, Command> = { serve: serveCommand, migrate: migrateCommand, whoami: whoamiCommand, ...exchangeCommands };
+const topCommands: Record<string, Command> = {
+  serve: serveCommand,
+  migrate: migrateCommand,
+  whoami: whoamiCommand,
+  'verify-receipt': verifyReceiptCommand,
+  ...exchangeCommands,
+};
+
+/** Commands that call no server: their help does not describe BXCHANGE_URL and BXCHANGE_TOKEN. */
+const NO_SERVER = new Set(['serve', 'migrate', 'audit verify', 'verify-receipt', 'seed brussels']);
 
 // ---------------------------------------------------------------- help
 
@@ -420,7 +437,7 @@ function commandHelp(path: string, command: Command): string {
   const width = Math.max(12, ...labels.map((l) => l.length)) + 2;
   options.forEach(([, o], i) => lines.push(`  ${labels[i]!.padEnd(width)}${o.description}${o.required ? ' (required)' : ''}`));
   lines.push(`  ${'-h, --help'.padEnd(width)}show this help`);
-  if (!['serve', 'migrate'].includes(path)) lines.push('', ENVIRONMENT);
+  if (!NO_SERVER.has(path)) lines.push('', ENVIRONMENT);
   return `${lines.join('\n')}\n`;
 }
 
@@ -428,12 +445,13 @@ function groupHelp(name: string): string {
   const group = groups[name]!;
   const lines = [`Usage: bxchange ${name} <command> [options]`, '', `${group.summary[0]!.toUpperCase()}${group.summary.slice(1)}.`, '', 'Commands:'];
   for (const [sub, command] of Object.entries(group.commands)) lines.push(`  ${usageLine(`${name} ${sub}`, command)}`, `      ${command.summary}`);
-  lines.push('', `Run "bxchange ${name} <command> --help" for its options.`, '', ENVIRONMENT);
+  lines.push('', `Run "bxchange ${name} <command> --help" for its options.`);
+  if (!group.local) lines.push('', ENVIRONMENT);
   return `${lines.join('\n')}\n`;
 }
 
 function topHelp(): string {
-  const row = (name: string, summary: string) => `  ${name.padEnd(11)}${summary}`;
+  const row = (name: string, summary: string) => `  ${name.padEnd(16)}${summary}`;
   return [
     'Usage: bxchange <command> [options]',
     '',
@@ -442,13 +460,21 @@ function topHelp(): string {
     'Server (read the configuration from the environment):',
     row('serve', serveCommand.summary),
     row('migrate', `${migrateCommand.summary} (embedded PGlite: only while the server is stopped)`),
+    ...Object.entries(groups)
+      .filter(([, g]) => g.local)
+      .map(([name, g]) => row(name, `${Object.keys(g.commands).join(' | ')}: ${g.summary}`)),
     '',
     'Administration (calls a running server over HTTP):',
-    ...Object.entries(groups).map(([name, g]) => row(name, `${Object.keys(g.commands).join(' | ')}: ${g.summary}`)),
+    ...Object.entries(groups)
+      .filter(([, g]) => !g.local)
+      .map(([name, g]) => row(name, `${Object.keys(g.commands).join(' | ')}: ${g.summary}`)),
     row('whoami', whoamiCommand.summary),
     '',
     'Exchange (calls a running server over HTTP):',
     ...Object.entries(exchangeCommands).map(([name, command]) => row(name, command.summary)),
+    '',
+    'Offline (no server, no database):',
+    row('verify-receipt', verifyReceiptCommand.summary),
     '',
     'Run "bxchange <command> --help" for a command\'s usage.',
     '',

@@ -22,6 +22,7 @@
  */
 import { createHash, createPrivateKey, generateKeyPair, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
+import { isIP } from 'node:net';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -506,4 +507,74 @@ export async function issueClientCertificate(options: ClientCertificateOptions):
  */
 export function chainPem(pki: Pick<Pki, 'caCertPem'>): string {
   return pemBlocks(pki.caCertPem).join('');
+}
+
+export interface ServerCertificateOptions {
+  caCertPem: string;
+  caKeyPem: string;
+  /** Host names for the subjectAltName (dNSName); the first one, or the first address, becomes the CN. */
+  dnsNames?: string[];
+  /** IP addresses for the subjectAltName (iPAddress), e.g. `127.0.0.1`. */
+  ipAddresses?: string[];
+  /** Validity in days, capped at the CA's own expiry. */
+  days: number;
+  now?: () => Date;
+}
+
+export interface ServerCertificate {
+  certPem: string;
+  /** PKCS#8 PEM, unencrypted. */
+  keyPem: string;
+  notAfter: Date;
+}
+
+/**
+ * Issues a TLS server certificate (EKU serverAuth, RSA-2048) from the
+ * platform CA, for development and tests: HTTPS on 127.0.0.1 with a
+ * certificate every client that trusts `ca.pem` accepts. Clients match the
+ * host against the subjectAltName only (RFC 6125), so give every name and
+ * address the server is reached by. Needs the CA key.
+ */
+export async function issueServerCertificate(options: ServerCertificateOptions): Promise<ServerCertificate> {
+  const dnsNames = options.dnsNames ?? [];
+  const ipAddresses = options.ipAddresses ?? [];
+  if (dnsNames.length + ipAddresses.length === 0) throw new RangeError('a server certificate needs at least one DNS name or IP address');
+  for (const ip of ipAddresses) if (isIP(ip) === 0) throw new RangeError(`not an IP address: ${ip}`);
+  const { days } = options;
+  if (!Number.isInteger(days) || days < 1) throw new RangeError('days must be a positive integer');
+  const ca = caMaterial(options.caCertPem, options.caKeyPem, { cert: 'caCertPem', key: 'caKeyPem' });
+  const now = (options.now ?? (() => new Date()))();
+  const keys = await rsaKeyPair(2048);
+  const commonName = (dnsNames[0] ?? ipAddresses[0]!).slice(0, 64);
+  const certPem = issue({
+    subject: [
+      ...reusableName(ca.forgeCert.subject.attributes).filter((a) => a.shortName === 'C' || a.shortName === 'O'),
+      { shortName: 'CN', value: commonName, valueTagClass: UTF8 },
+    ],
+    publicKeyPem: keys.publicKeyPem,
+    notBefore: new Date(now.getTime() - HOUR),
+    notAfter: minDate(new Date(now.getTime() + days * 24 * HOUR), ca.cert.validToDate),
+    extensions: [
+      { name: 'basicConstraints', cA: false, critical: true },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      {
+        name: 'subjectAltName',
+        altNames: [...dnsNames.map((value) => ({ type: 2, value })), ...ipAddresses.map((ip) => ({ type: 7, ip }))],
+      },
+    ],
+    issuer: ca,
+    signingKey: ca.key,
+  });
+  return { certPem, keyPem: keys.privateKeyPem, notAfter: new X509Certificate(certPem).validToDate };
+}
+
+/**
+ * The SHA-256 fingerprint of a certificate's DER as a credential stores it:
+ * 64 lowercase hex digits, no colons. Accepts the DER (`X509Certificate.raw`,
+ * `getPeerCertificate().raw`) or a PEM text (its first certificate).
+ */
+export function certificateFingerprint(certificate: Buffer | string): string {
+  const der = typeof certificate === 'string' ? new X509Certificate(certificate).raw : certificate;
+  return createHash('sha256').update(der).digest('hex');
 }

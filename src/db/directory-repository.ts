@@ -1,7 +1,7 @@
 /** PostgreSQL implementation of the domain's DirectoryRepository (drizzle; same code on postgres.js and PGlite). */
 import { and, asc, eq, gt, inArray, isNull, lt, or } from 'drizzle-orm';
 import type { Capability, Entity, EntityKind, Mailbox, Membership, Principal, PrincipalKind, Role, TokenInfo } from '../domain/model.ts';
-import { DuplicateKeyError, type AuditInput, type DirectoryRepository } from '../domain/ports.ts';
+import { DuplicateKeyError, type AuditInput, type ClientCertificateInfo, type DirectoryRepository } from '../domain/ports.ts';
 import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
 import { credentials, entities, mailboxes, memberships, principals } from './schema.ts';
@@ -62,6 +62,12 @@ function toToken(row: CredentialRow): TokenInfo {
     lastUsedAt: row.lastUsedAt,
   };
 }
+
+function toClientCertificate(row: CredentialRow): ClientCertificateInfo {
+  return { ...toToken(row), fingerprint: row.fingerprint ?? '', certificatePem: row.publicKey };
+}
+
+const CLIENT_CERT = 'client_cert';
 
 export function createDirectoryRepository(db: Db): DirectoryRepository {
   async function membershipsOf(principalIds: string[]): Promise<Map<string, Membership[]>> {
@@ -301,6 +307,55 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
       if (row === undefined) return null;
       const principal = await findPrincipal(row.principalId);
       return principal === null ? null : { token: toToken(row), principal };
+    },
+
+    async createClientCertificate(certificate, audit) {
+      const [row] = await audited(audit, (tx) =>
+        tx
+          .insert(credentials)
+          .values({
+            id: certificate.id,
+            principalId: certificate.principalId,
+            kind: CLIENT_CERT,
+            fingerprint: certificate.fingerprint,
+            publicKey: certificate.certificatePem,
+            label: certificate.label,
+            expiresAt: certificate.expiresAt,
+          })
+          .returning(),
+      );
+      return toClientCertificate(row!);
+    },
+
+    async listClientCertificates(principalId) {
+      const rows = await db
+        .select()
+        .from(credentials)
+        .where(and(eq(credentials.principalId, principalId), eq(credentials.kind, CLIENT_CERT)))
+        .orderBy(asc(credentials.id));
+      return rows.map(toClientCertificate);
+    },
+
+    async revokeClientCertificate(principalId, credentialId, at, audit) {
+      return audited(audit, async (tx) => {
+        const [row] = await tx
+          .select({ id: credentials.id, revokedAt: credentials.revokedAt })
+          .from(credentials)
+          .where(and(eq(credentials.id, credentialId), eq(credentials.principalId, principalId), eq(credentials.kind, CLIENT_CERT)));
+        if (row === undefined) return false;
+        if (row.revokedAt === null) await tx.update(credentials).set({ revokedAt: at }).where(eq(credentials.id, credentialId));
+        return true;
+      });
+    },
+
+    async findClientCertificateByFingerprint(fingerprint) {
+      const [row] = await db
+        .select()
+        .from(credentials)
+        .where(and(eq(credentials.kind, CLIENT_CERT), eq(credentials.fingerprint, fingerprint)));
+      if (row === undefined) return null;
+      const principal = await findPrincipal(row.principalId);
+      return principal === null ? null : { certificate: toClientCertificate(row), principal };
     },
 
     async touchToken(tokenId, at) {

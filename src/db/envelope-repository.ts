@@ -1,5 +1,5 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
-import { and, asc, desc, eq, exists, inArray, isNull, like, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, exists, inArray, isNotNull, isNull, like, lt, or, sql } from 'drizzle-orm';
 import type { EnvelopeRecord, EnvelopeRepository, FileRecord, RecipientRecord, RecipientStatus, Sealer, StoredEvidence } from '../domain/ports.ts';
 import { ConflictError } from '../errors.ts';
 import { appendAudit } from './audit.ts';
@@ -65,6 +65,9 @@ function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: File
     submittedAt: row.submittedAt,
     deadline: row.deadline,
     retainUntil: row.retainUntil,
+    computed: (row.computed ?? {}) as Record<string, unknown>,
+    clock: row.clock,
+    purgedAt: row.purgedAt,
     recipients: recipients.map(toRecipient),
     files: fileRows.map(toFile),
   };
@@ -98,12 +101,12 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
   /** Appends the evidence sealed after the envelope's last one (the caller holds the envelope row lock). */
   async function appendEvidence(tx: Tx, envelopeId: string, seal: Sealer): Promise<void> {
     const [last] = await tx
-      .select({ canonical: evidence.canonical })
+      .select({ canonical: evidence.canonical, eventTime: evidence.eventTime })
       .from(evidence)
       .where(eq(evidence.envelopeId, envelopeId))
-      .orderBy(desc(evidence.eventTime), desc(evidence.id))
+      .orderBy(desc(evidence.seq))
       .limit(1);
-    const sealed = seal(last === undefined ? null : evidenceHash(last.canonical));
+    const sealed = last === undefined ? seal(null, null) : seal(evidenceHash(last.canonical), last.eventTime);
     if (sealed.length > 0) await tx.insert(evidence).values(sealed);
   }
 
@@ -135,6 +138,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
           createdBy: envelope.createdBy,
           // Millisecond precision from the clock, so keyset cursors (JS dates) compare exactly.
           createdAt: envelope.createdAt,
+          computed: envelope.computed ?? {},
         });
         if (envelope.recipients.length > 0) {
           await tx
@@ -209,11 +213,22 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
       );
     },
 
-    async markSubmitted(id, at, audit, seal) {
+    async markSubmitted(id, at, audit, seal, changes) {
       return audited(audit, at, async (tx) => {
         const [row] = await tx.select({ status: envelopes.status }).from(envelopes).where(eq(envelopes.id, id)).for('update');
         if (row?.status !== 'draft') return false;
-        await tx.update(envelopes).set({ status: 'submitted', submittedAt: at }).where(eq(envelopes.id, id));
+        await tx
+          .update(envelopes)
+          .set({
+            status: 'submitted',
+            submittedAt: at,
+            ...(changes === undefined ? {} : { deadline: changes.deadline, retainUntil: changes.retainUntil, clock: changes.clock, computed: changes.computed }),
+          })
+          .where(eq(envelopes.id, id));
+        if (changes?.related !== undefined) {
+          const related = changes.related;
+          await tx.update(envelopes).set({ deadline: related.deadline, clock: related.clock, computed: related.computed }).where(eq(envelopes.id, related.id));
+        }
         await tx.update(envelopeRecipients).set({ status: 'delivered', deliveredAt: at }).where(eq(envelopeRecipients.envelopeId, id));
         await appendEvidence(tx, id, seal);
         return true;
@@ -231,8 +246,25 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
       });
     },
 
+    async withDeadlines(address, limit) {
+      const received = db.select({ id: envelopeRecipients.envelopeId }).from(envelopeRecipients).where(eq(envelopeRecipients.mailboxAddress, address));
+      const rows = await db
+        .select()
+        .from(envelopes)
+        .where(
+          and(
+            eq(envelopes.status, 'submitted'),
+            isNotNull(envelopes.deadline),
+            or(eq(envelopes.fromMailbox, address), inArray(envelopes.id, received)),
+          ),
+        )
+        .orderBy(asc(envelopes.deadline), asc(envelopes.id))
+        .limit(limit);
+      return load(rows, false);
+    },
+
     async listEvidence(envelopeId) {
-      const rows = await db.select().from(evidence).where(eq(evidence.envelopeId, envelopeId)).orderBy(asc(evidence.eventTime), asc(evidence.id));
+      const rows = await db.select().from(evidence).where(eq(evidence.envelopeId, envelopeId)).orderBy(asc(evidence.seq));
       return rows.map(toEvidence);
     },
 

@@ -23,10 +23,12 @@ export function createHygieneRepository(db: Db, envelopeRepository: EnvelopeRepo
     },
 
     async completeFiles(afterKey, limit) {
+      // A purged envelope's files keep their rows (digests, evidence) without objects: not an error.
       return db
         .select({ id: files.id, envelopeId: files.envelopeId, storageKey: files.storageKey })
         .from(files)
-        .where(and(isNotNull(files.completedAt), gt(files.storageKey, afterKey)))
+        .innerJoin(envelopes, eq(envelopes.id, files.envelopeId))
+        .where(and(isNotNull(files.completedAt), isNull(envelopes.purgedAt), gt(files.storageKey, afterKey)))
         .orderBy(asc(files.storageKey))
         .limit(limit);
     },

@@ -244,8 +244,10 @@ export const evidence = pgTable(
     /** Detached CMS SignedData, DER. */
     signature: bytea('signature').notNull(),
     prevHash: text('prev_hash'),
+    /** Insertion order: appends happen under the envelope's row lock, so this is the chain order. */
+    seq: bigserial('seq', { mode: 'number' }).notNull(),
   },
-  (table) => [index('evidence_envelope_idx').on(table.envelopeId, table.eventTime)],
+  (table) => [index('evidence_envelope_idx').on(table.envelopeId, table.eventTime), index('evidence_envelope_seq_idx').on(table.envelopeId, table.seq)],
 );
 
 /** Append-only, hash-chained: hash = SHA-256(prevHash ‖ canonical event). */

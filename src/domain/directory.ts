@@ -28,7 +28,7 @@ import {
   type Role,
   type TokenInfo,
 } from './model.ts';
-import { DuplicateKeyError, auditOf, type Clock, type DirectoryRepository, type EntityPatch } from './ports.ts';
+import { DuplicateKeyError, auditOf, type ClientCertificateInfo, type Clock, type DirectoryRepository, type EntityPatch } from './ports.ts';
 
 export interface CreateEntityInput {
   id: string;
@@ -66,6 +66,33 @@ export interface IssuedToken {
   expiresAt: Date | null;
   label: string | null;
 }
+
+/** A certificate as the issuing CA hands it over (crypto/pki.ts `issueClientCertificate`). */
+export interface ClientCertificateMaterial {
+  certPem: string;
+  /** Unencrypted private key PEM: returned once, never stored. */
+  keyPem: string;
+  serialNumber: string;
+  /** SHA-256 of the certificate's DER, 64 lowercase hex digits. */
+  fingerprint: string;
+  notAfter: Date;
+}
+
+/**
+ * Issues a TLS client certificate with CN = `commonName`, valid `days`;
+ * throws an AppError when this installation cannot issue (no CA key).
+ */
+export type ClientCertificateIssuer = (commonName: string, days: number) => Promise<ClientCertificateMaterial>;
+
+export interface IssuedClientCertificate {
+  credential: ClientCertificateInfo;
+  certPem: string;
+  keyPem: string;
+  serialNumber: string;
+}
+
+/** Validity of an issued client certificate when none is asked for, and the longest one allowed. */
+export const CLIENT_CERT_DAYS = { default: 365, max: 825 } as const;
 
 export interface DirectoryDeps {
   repository: DirectoryRepository;
@@ -254,6 +281,31 @@ export function createDirectory(deps: DirectoryDeps) {
       return { type: 'principal', principal: found.principal, tokenId: found.token.id };
     },
 
+    /**
+     * Resolves a TLS client certificate, already verified against the client
+     * CA by the TLS layer, to its machine principal by the certificate's
+     * SHA-256 fingerprint; throws 401 problems when it is not registered,
+     * revoked or expired, or its principal is deactivated or not a machine.
+     */
+    async authenticateClientCertificate(fingerprint: string): Promise<Caller> {
+      const found = await repository.findClientCertificateByFingerprint(fingerprint);
+      if (found === null) {
+        throw new AppError('invalidAccessToken', 'The client certificate is not registered to any principal');
+      }
+      const now = clock.now();
+      const { certificate, principal } = found;
+      if (
+        certificate.revokedAt !== null ||
+        (certificate.expiresAt !== null && certificate.expiresAt <= now) ||
+        !principal.active ||
+        principal.kind !== 'machine'
+      ) {
+        throw new AppError('invalidAccessToken', 'The client certificate is revoked or expired, or its principal is deactivated');
+      }
+      await repository.touchToken(certificate.id, now);
+      return { type: 'principal', principal, tokenId: certificate.id };
+    },
+
     async createEntity(caller: Caller, input: CreateEntityInput): Promise<Entity> {
       requireAdmin(caller, 'create entities');
       const issues: ProblemIssue[] = [];
@@ -435,6 +487,68 @@ export function createDirectory(deps: DirectoryDeps) {
     async listTokens(caller: Caller, principalId: string): Promise<TokenInfo[]> {
       await visiblePrincipal(caller, principalId);
       return repository.listTokens(principalId);
+    },
+
+    /**
+     * Issues a TLS client certificate for a machine principal (admin) with
+     * `issue` (the platform CA) and registers its fingerprint as a
+     * credential expiring with the certificate. The private key is returned
+     * once and never stored.
+     */
+    async issueClientCertificate(
+      caller: Caller,
+      principalId: string,
+      input: { label?: string | null; days?: number },
+      issue: ClientCertificateIssuer,
+    ): Promise<IssuedClientCertificate> {
+      if (!callerIsAdmin(caller)) {
+        await visiblePrincipal(caller, principalId);
+        throw new ForbiddenError('Only an administrator may issue client certificates');
+      }
+      const principal = await repository.findPrincipal(principalId);
+      if (principal === null) throw new NotFoundError('No such principal');
+      if (!principal.active) throw new ConflictError('conflict', 'The principal is deactivated');
+      if (principal.kind !== 'machine') {
+        throw new ConflictError('conflict', `Client certificates are for machine principals; ${principal.name} is a ${principal.kind}`);
+      }
+      const days = input.days ?? CLIENT_CERT_DAYS.default;
+      if (!Number.isInteger(days) || days < 1 || days > CLIENT_CERT_DAYS.max) {
+        throw ValidationError.field('/days', `Must be a whole number of days from 1 to ${CLIENT_CERT_DAYS.max}`, days);
+      }
+      const material = await issue(principal.name, days);
+      const credential = await repository.createClientCertificate(
+        {
+          id: uuidv7(clock.now().getTime()),
+          principalId,
+          fingerprint: material.fingerprint,
+          certificatePem: material.certPem,
+          label: input.label ?? null,
+          expiresAt: material.notAfter,
+        },
+        auditOf(caller, 'clientCertificate.issue', principal.name, {
+          fingerprint: material.fingerprint,
+          serialNumber: material.serialNumber,
+          expiresAt: material.notAfter,
+        }),
+      );
+      return { credential, certPem: material.certPem, keyPem: material.keyPem, serialNumber: material.serialNumber };
+    },
+
+    async listClientCertificates(caller: Caller, principalId: string): Promise<ClientCertificateInfo[]> {
+      await visiblePrincipal(caller, principalId);
+      return repository.listClientCertificates(principalId);
+    },
+
+    /** Admins revoke any client certificate; a principal may revoke its own. Requests with it are refused at once. */
+    async revokeClientCertificate(caller: Caller, principalId: string, credentialId: string): Promise<void> {
+      const principal = await visiblePrincipal(caller, principalId);
+      const revoked = await repository.revokeClientCertificate(
+        principalId,
+        credentialId,
+        clock.now(),
+        auditOf(caller, 'clientCertificate.revoke', principal.name, { credentialId }),
+      );
+      if (!revoked) throw new NotFoundError('No such client certificate');
     },
 
     /** Admins revoke any token; a principal may revoke its own. */

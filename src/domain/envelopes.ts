@@ -13,7 +13,9 @@ import { Transform, type Readable } from 'node:stream';
 import { AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError, type ProblemIssue } from '../errors.ts';
 import type { BlobStore, ByteRange } from '../storage/blob-store.ts';
 import { decodeCursorValue, encodeCursorValue, pageLimit } from './pagination.ts';
-import { assertMetadata, findEnvelopeType, metadataIssues, type EnvelopeType } from './envelope-types/index.ts';
+import { assertMetadata, checkMetadata, findEnvelopeType, inReplyToIssues, metadataIssues, missingRoleIssues, routeEnvelope, type EnvelopeType } from './envelope-types/index.ts';
+import { brusselsDate, daysBetween } from './calendar.ts';
+import { senderMay } from './envelope-types/common.ts';
 import { evidenceConcerns, sealEvidence, type EvidenceContext } from './evidence.ts';
 import { MAILBOX_ADDRESS, UUID_PATTERN, uuidv7 } from './ids.ts';
 import { callerId, rolesOn, type Caller, type Page, type Role } from './model.ts';
@@ -27,9 +29,23 @@ import {
   type MailboxListItem,
   type RecipientRecord,
   type StoredEvidence,
+  type SubmitChanges,
 } from './ports.ts';
+import { submitChanges } from './tutelle-clock.ts';
 
 export const MAX_RECIPIENTS = 100;
+
+/**
+ * An event's time is read before the envelope row is locked, so two
+ * concurrent events may be sealed in the other order: along an envelope's
+ * chain of receipts, time never goes back.
+ */
+function notBefore(now: Date, previous: Date | null): Date {
+  return previous !== null && previous > now ? previous : now;
+}
+
+/** Decisions that close an act's tutelle (the others extend or stop its clock). */
+const FINAL_DECISIONS = new Set(['suspension', 'annulment', 'approval', 'refusal']);
 
 export type CompleteFile = FileRecord & { size: number; sha256: string };
 export const MAX_FILES = 200;
@@ -58,8 +74,12 @@ export interface SubmitContext {
   envelope: EnvelopeRecord;
   type: EnvelopeType;
   now: Date;
+  /** The Europe/Brussels date of `now`: the receipt date. */
+  today: string;
   /** Problems found so far; a non-empty list refuses the submission (422). */
   issues: ProblemIssue[];
+  /** Deadline, retention and computed values the submission will write. */
+  changes?: SubmitChanges;
 }
 
 /** One check of the submission pipeline. Later features add steps (routing, encryption, evidence). */
@@ -142,8 +162,11 @@ export const defaultSubmitSteps: SubmitStep[] = [
       }
     }
   },
-  function metadataValid({ envelope, type, issues }) {
-    issues.push(...metadataIssues(type, envelope.metadata));
+  function metadataValid({ envelope, type, today, issues }) {
+    issues.push(...metadataIssues(type, envelope.metadata, { today }));
+  },
+  function requiredFileRoles({ envelope, type, issues }) {
+    issues.push(...missingRoleIssues(type, envelope.metadata, envelope.files.map((f) => f.role)));
   },
 ];
 
@@ -192,30 +215,71 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       const type = findEnvelopeType(input.type);
       if (type === undefined) throw ValidationError.field('/type', `Unknown envelope type "${input.type}"`, input.type);
       const fromRoles = rolesOn(caller, input.from);
-      if (fromRoles.length === 0 || (await directory.findMailbox(input.from)) === null) {
-        throw new NotFoundError(`No mailbox ${input.from} among yours`);
-      }
+      const fromMailbox = fromRoles.length === 0 ? null : await directory.findMailbox(input.from);
+      if (fromMailbox === null) throw new NotFoundError(`No mailbox ${input.from} among yours`);
       if (!fromRoles.includes('send')) throw new ForbiddenError(`Sending from ${input.from} needs the send role`);
-      const to = [...new Set(input.to ?? [])];
-      const issues: ProblemIssue[] = [];
-      if (to.length === 0) issues.push({ in: 'body', name: '/to', detail: 'A general letter needs at least one recipient' });
-      if (to.length > MAX_RECIPIENTS) issues.push({ in: 'body', name: '/to', detail: `At most ${MAX_RECIPIENTS} recipients` });
-      const existing = new Set(await directory.existingMailboxes(to));
-      to.forEach((address, index) => {
-        if (!MAILBOX_ADDRESS.test(address)) issues.push({ in: 'body', name: `/to/${index}`, value: address, detail: 'Not a mailbox address (name@entity)' });
-        else if (!existing.has(address)) issues.push({ in: 'body', name: `/to/${index}`, value: address, detail: 'No such mailbox' });
-        else if (address === input.from) issues.push({ in: 'body', name: `/to/${index}`, value: address, detail: 'A mailbox cannot send to itself' });
-      });
-      issues.push(...metadataIssues(type, input.metadata));
+      const sender = await directory.findEntity(fromMailbox.entity);
+      if (sender === null) throw new NotFoundError(`No mailbox ${input.from} among yours`);
+      const now = clock.now();
+      const today = brusselsDate(now);
+      if ((sender.validFrom !== null && today < sender.validFrom) || (sender.validUntil !== null && today > sender.validUntil)) {
+        throw new ForbiddenError(`The entity ${sender.id} is not valid on ${today} (validity ${sender.validFrom ?? '…'} – ${sender.validUntil ?? '…'}); it cannot send`);
+      }
+
+      // 0. May this kind of entity send this type at all? (403 before anything about the content)
+      if (!senderMay(type.senders, sender.kind)) {
+        throw new ForbiddenError(`A ${sender.kind.replace('_', ' ')} cannot send a ${type.name}`);
+      }
+
+      // 1. Metadata: the type's schema and cross-field rules.
+      const checked = checkMetadata(type, input.metadata, { today });
+      if (checked.issues.length > 0) throw new ValidationError(checked.issues, `The metadata is not valid for ${type.name} ${type.version}`);
+
+      // 2. The reply, when the type needs or allows one.
+      let original: EnvelopeRecord | null = null;
       if (input.inReplyTo !== undefined && input.inReplyTo !== null) {
-        const original = await envelopes.find(input.inReplyTo);
+        original = await envelopes.find(input.inReplyTo);
         if (original === null || !isVisible(caller, original) || original.status !== 'submitted') {
-          issues.push({ in: 'body', name: '/inReplyTo', value: input.inReplyTo, detail: 'No submitted envelope you can see has this id' });
+          throw ValidationError.field('/inReplyTo', 'No submitted envelope you can see has this id', input.inReplyTo);
         }
       }
-      if (issues.length > 0) throw new ValidationError(issues, 'The envelope is not valid');
-      const now = clock.now();
+      const replyIssues = inReplyToIssues(type, original === null ? null : { id: original.id, type: original.type });
+      if (replyIssues.length > 0) throw new ValidationError(replyIssues, 'The reply is not valid');
+
+      // 3. Routing: the type decides the recipients from the sender's entity (or checks free addressing).
+      const to = [...new Set(input.to ?? [])];
+      const addressIssues: ProblemIssue[] = [];
+      to.forEach((address, index) => {
+        if (!MAILBOX_ADDRESS.test(address)) addressIssues.push({ in: 'body', name: `/to/${index}`, value: address, detail: 'Not a mailbox address (name@entity)' });
+      });
+      if (to.length > MAX_RECIPIENTS) addressIssues.push({ in: 'body', name: '/to', detail: `At most ${MAX_RECIPIENTS} recipients` });
+      if (addressIssues.length > 0) throw new ValidationError(addressIssues, 'The recipients are not valid');
+      const routed = routeEnvelope(type, {
+        senderEntity: { id: sender.id, kind: sender.kind, parent: sender.parent },
+        from: input.from,
+        to,
+        metadata: input.metadata,
+        inReplyTo: original === null ? null : { id: original.id, type: original.type, from: original.from },
+      });
+      if ('refusal' in routed) {
+        if (routed.refusal.status === 403) throw new ForbiddenError(routed.refusal.detail);
+        throw new ValidationError(routed.refusal.issues ?? [{ in: 'body', name: '/to', detail: routed.refusal.detail }], routed.refusal.detail);
+      }
+      const recipients = [...new Set(routed.recipients)];
+      const existing = new Set(await directory.existingMailboxes(recipients));
+      const recipientIssues: ProblemIssue[] = [];
+      recipients.forEach((address) => {
+        const index = to.indexOf(address);
+        const name = index >= 0 ? `/to/${index}` : '/to';
+        if (!existing.has(address)) {
+          recipientIssues.push({ in: 'body', name, value: address, detail: index >= 0 ? 'No such mailbox' : `The platform has no mailbox ${address} for this type: ask an administrator` });
+        } else if (address === input.from) recipientIssues.push({ in: 'body', name, value: address, detail: 'A mailbox cannot send to itself' });
+      });
+      if (recipients.length === 0) recipientIssues.push({ in: 'body', name: '/to', detail: `A ${type.name} needs at least one recipient` });
+      if (recipientIssues.length > 0) throw new ValidationError(recipientIssues, 'The recipients are not valid');
+
       const id = uuidv7(now.getTime());
+      const computed = type.computed?.(input.metadata, { today, senderEntity: { id: sender.id, kind: sender.kind, parent: sender.parent } }) ?? {};
       return envelopes.create(
         {
           id,
@@ -226,9 +290,10 @@ export function createEnvelopes(deps: EnvelopesDeps) {
           inReplyTo: input.inReplyTo ?? null,
           createdBy: caller.type === 'principal' ? caller.principal.id : '',
           createdAt: now,
-          recipients: to,
+          recipients,
+          computed: checked.warnings.length > 0 ? { ...computed, warnings: checked.warnings } : computed,
         },
-        auditOf(caller, 'envelope.create', id, { type: type.name, from: input.from, to }),
+        auditOf(caller, 'envelope.create', id, { type: type.name, version: type.version, from: input.from, to: recipients }),
       );
     },
 
@@ -313,10 +378,17 @@ export function createEnvelopes(deps: EnvelopesDeps) {
      */
     async submit(caller: Caller, id: string): Promise<EnvelopeRecord> {
       const envelope = await visibleEnvelope(caller, id);
-      const type = findEnvelopeType(envelope.type);
-      if (type === undefined) throw new AppError('unprocessable', `The envelope type ${envelope.type} is no longer known`);
-      const context: SubmitContext = { caller, envelope, type, now: clock.now(), issues: [] };
+      // The version the draft was made with: old envelopes keep their schema.
+      const type = findEnvelopeType(envelope.type, envelope.typeVersion);
+      if (type === undefined) throw new AppError('unprocessable', `The envelope type ${envelope.type} ${envelope.typeVersion} is no longer known`);
+      const now = clock.now();
+      const context: SubmitContext = { caller, envelope, type, now, today: brusselsDate(now), issues: [] };
       for (const step of submitSteps) await step(context);
+      if (context.issues.length === 0) {
+        const { changes, issues } = await submitChanges(type, envelope, context.today, (other) => envelopes.find(other));
+        context.changes = changes;
+        context.issues.push(...issues);
+      }
       if (context.issues.length > 0) {
         // A refused submission leaves its signed rejection and an audit entry, nothing else.
         const reasons = context.issues;
@@ -341,6 +413,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
             context.now,
             prev,
           ),
+        context.changes,
       );
       if (!ok) throw new ConflictError('envelopeNotDraft', 'The envelope was already submitted');
       return (await envelopes.find(id))!;
@@ -361,6 +434,21 @@ export function createEnvelopes(deps: EnvelopesDeps) {
         throw new NotFoundError('No such receipt');
       }
       return { envelope, evidence: found };
+    },
+
+    /**
+     * Open tutelle acts of a mailbox (sent or received) by due date: those
+     * with a running clock and no final decision yet; overdue ones flagged.
+     */
+    async deadlines(caller: Caller, address: string): Promise<Array<{ envelope: EnvelopeRecord; overdue: boolean; daysLeft: number }>> {
+      const roles = rolesOn(caller, address);
+      if (roles.length === 0) throw new NotFoundError(`No mailbox ${address} among yours`);
+      if (!roles.includes('read')) throw new ForbiddenError(`Listing ${address} needs the read role`);
+      const today = brusselsDate(clock.now());
+      const rows = await envelopes.withDeadlines(address, 1000);
+      return rows
+        .filter((e) => !(Array.isArray(e.computed.decisions) && (e.computed.decisions as Array<{ kind?: string }>).some((d) => FINAL_DECISIONS.has(d.kind ?? ''))))
+        .map((envelope) => ({ envelope, overdue: today > envelope.deadline!, daysLeft: daysBetween(today, envelope.deadline!) }));
     },
 
     /** Inbox (`in`: submitted envelopes delivered to the mailbox) or outbox (`out`: drafts and sent). */
@@ -405,6 +493,12 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       if (recipients.length === 0 && !hasRole(caller, envelope.from, 'read')) {
         throw new ForbiddenError('Downloading needs the read role');
       }
+      if (envelope.purgedAt !== null) {
+        throw new AppError(
+          'filePurged',
+          `The files of this envelope were deleted on ${envelope.purgedAt.toISOString().slice(0, 10)} at the end of their retention period (kept until ${envelope.retainUntil ?? 'unknown'})`,
+        );
+      }
       if (file.completedAt === null || file.size === null || file.sha256 === null) {
         throw new ConflictError('conflict', 'This file is still being uploaded');
       }
@@ -436,7 +530,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
                 recipient.address,
                 now,
                 auditOf(caller, 'envelope.retrieve', envelope.id, { mailbox: recipient.address, fileId, range: range ?? null }),
-                (prev) => sealEvidence(deps.evidence, envelope, [{ eventType: 'ContentHandover', recipient: recipient.address }], now, prev),
+                (prev, prevTime) => sealEvidence(deps.evidence, envelope, [{ eventType: 'ContentHandover', recipient: recipient.address }], notBefore(now, prevTime), prev),
               );
             }
           }
@@ -499,8 +593,8 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       if (target!.status !== 'acknowledged') {
         const now = clock.now();
         const mailbox = target!.address;
-        await envelopes.markAcknowledged(id, mailbox, now, auditOf(caller, 'envelope.acknowledge', id, { mailbox }), (prev) =>
-          sealEvidence(deps.evidence, envelope, [{ eventType: 'ConsignmentAcceptance', recipient: mailbox }], now, prev),
+        await envelopes.markAcknowledged(id, mailbox, now, auditOf(caller, 'envelope.acknowledge', id, { mailbox }), (prev, prevTime) =>
+          sealEvidence(deps.evidence, envelope, [{ eventType: 'ConsignmentAcceptance', recipient: mailbox }], notBefore(now, prevTime), prev),
         );
       }
       return (await envelopes.find(id))!;

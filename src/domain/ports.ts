@@ -74,6 +74,24 @@ export interface NewToken {
   expiresAt: Date | null;
 }
 
+/** A TLS client certificate of a machine principal, stored as a credential of kind `client_cert`. */
+export interface ClientCertificateInfo extends TokenInfo {
+  /** SHA-256 of the certificate's DER, 64 lowercase hex digits. */
+  fingerprint: string;
+  /** The certificate (PEM), kept so that it can be shown and audited; the private key is never stored. */
+  certificatePem: string | null;
+}
+
+export interface NewClientCertificate {
+  id: string;
+  principalId: string;
+  fingerprint: string;
+  certificatePem: string;
+  label: string | null;
+  /** The certificate's notAfter. */
+  expiresAt: Date;
+}
+
 export interface ListOptions {
   /** Exclusive lower bound on the sort key. */
   after?: string;
@@ -106,6 +124,14 @@ export interface DirectoryRepository {
   findTokenBySecretHash(secretHash: string): Promise<{ token: TokenInfo; principal: Principal } | null>;
   /** Records use, at most once a minute per token (avoids a write per request). */
   touchToken(tokenId: string, at: Date): Promise<void>;
+
+  /** Registers a TLS client certificate (credential kind `client_cert`); DuplicateKeyError when its fingerprint is known. */
+  createClientCertificate(certificate: NewClientCertificate, audit: AuditInput): Promise<ClientCertificateInfo>;
+  listClientCertificates(principalId: string): Promise<ClientCertificateInfo[]>;
+  /** Sets revokedAt if not yet revoked; false when no such client certificate of that principal. */
+  revokeClientCertificate(principalId: string, credentialId: string, at: Date, audit: AuditInput): Promise<boolean>;
+  /** The client-certificate credential with this SHA-256 fingerprint (lowercase hex), revoked or not, and its principal. */
+  findClientCertificateByFingerprint(fingerprint: string): Promise<{ certificate: ClientCertificateInfo; principal: Principal } | null>;
 }
 
 export type { Page };
@@ -157,8 +183,22 @@ export interface EnvelopeRecord {
   submittedAt: Date | null;
   deadline: string | null;
   retainUntil: string | null;
+  /** Values the type derived (tutelleKind, aboveEuThreshold…), warnings, flags such as `late`. */
+  computed: Record<string, unknown>;
+  /** The tutelle clock of an act (deadlines.ts). */
+  clock: unknown;
+  purgedAt: Date | null;
   recipients: RecipientRecord[];
   files: FileRecord[];
+}
+
+/** What a submission changes besides the status: on the envelope, and on the act a decision or complement answers. */
+export interface SubmitChanges {
+  deadline: string | null;
+  retainUntil: string | null;
+  clock: unknown;
+  computed: Record<string, unknown>;
+  related?: { id: string; deadline: string | null; clock: unknown; computed: Record<string, unknown> };
 }
 
 export interface NewEnvelope {
@@ -171,6 +211,7 @@ export interface NewEnvelope {
   createdBy: string;
   createdAt: Date;
   recipients: string[];
+  computed?: Record<string, unknown>;
 }
 
 export interface NewFile {
@@ -217,7 +258,7 @@ export interface EnvelopeRepository {
    * Moves a draft to submitted and its recipients to delivered, atomically;
    * false when it was not a draft any more (a concurrent submit won).
    */
-  markSubmitted(id: string, at: Date, audit: AuditInput, seal: Sealer): Promise<boolean>;
+  markSubmitted(id: string, at: Date, audit: AuditInput, seal: Sealer, changes?: SubmitChanges): Promise<boolean>;
   /** First download by a recipient: delivered → retrieved (no change otherwise). */
   markRetrieved(id: string, mailbox: string, at: Date, audit: AuditInput, seal: Sealer): Promise<void>;
   /** delivered|retrieved → acknowledged; returns the recipient afterwards. */
@@ -227,6 +268,8 @@ export interface EnvelopeRepository {
   /** A refused submission: stores only its evidence and audit entry. */
   recordRejection(id: string, audit: AuditInput, seal: Sealer): Promise<void>;
   listEvidence(envelopeId: string): Promise<StoredEvidence[]>;
+  /** Submitted envelopes with a running deadline that the mailbox sent or received, by due date. */
+  withDeadlines(address: string, limit: number): Promise<EnvelopeRecord[]>;
   findEvidence(id: string): Promise<StoredEvidence | null>;
   listMailbox(query: MailboxListQuery): Promise<MailboxListItem[]>;
   /** Running SHA-256 state of an upload (hashing-store). */
@@ -244,7 +287,7 @@ export interface EnvelopeRepository {
  * that makes the change, with the envelope row locked, so the evidence chain
  * of an envelope never forks.
  */
-export type Sealer = (prevHash: string | null) => SealedEvidence[];
+export type Sealer = (prevHash: string | null, prevEventTime: Date | null) => SealedEvidence[];
 
 export interface StoredEvidence {
   id: string;

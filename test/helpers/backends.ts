@@ -34,6 +34,11 @@ export async function tempDir(t: Test, prefix = 'bxchange-test-'): Promise<strin
 
 /** A new, empty, migrated database on the PostgreSQL server of `baseUrl`, dropped at teardown. */
 export async function freshPostgres(t: Test, baseUrl: string): Promise<Database> {
+  return (await freshPostgresWithUrl(t, baseUrl)).database;
+}
+
+/** `freshPostgres`, with the new database's URL (to open more pools on it, like more nodes would). */
+export async function freshPostgresWithUrl(t: Test, baseUrl: string): Promise<{ database: Database; url: string }> {
   const name = `bx_test_${randomBytes(6).toString('hex')}`;
   const admin = postgres(baseUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE DATABASE ${name}`);
@@ -46,7 +51,7 @@ export async function freshPostgres(t: Test, baseUrl: string): Promise<Database>
     await admin.end({ timeout: 5 });
   });
   await database.migrate();
-  return database;
+  return { database, url: url.toString() };
 }
 
 export async function freshPglite(t: Test): Promise<Database> {
@@ -80,6 +85,8 @@ export interface BackendParts {
   blobStore: BlobStore;
   dataDir: string;
   s3: S3Config | undefined;
+  /** The PostgreSQL URL of `database` (PostgreSQL backend only), to open a second pool on it. */
+  url?: string;
 }
 
 export interface TestApp {
@@ -115,7 +122,8 @@ export async function forEachBackend(t: Test, label: string, body: (t: Test, par
       const bucket = await freshBucket(tt, s3Config);
       const blobStore = createS3BlobStore(bucket);
       tt.teardown(() => blobStore.close());
-      return { name: 'postgres+s3', database: await freshPostgres(tt, url), blobStore, dataDir, s3: bucket };
+      const fresh = await freshPostgresWithUrl(tt, url);
+      return { name: 'postgres+s3', database: fresh.database, blobStore, dataDir, s3: bucket, url: fresh.url };
     });
   });
 }
@@ -133,7 +141,11 @@ export function testPki(): Promise<Pki> {
   return sharedPki;
 }
 
-export async function startApp(t: Test, parts: BackendParts, options: { clock?: Clock; env?: Record<string, string> } = {}): Promise<TestApp> {
+export async function startApp(
+  t: Test,
+  parts: BackendParts,
+  options: { clock?: Clock; env?: Record<string, string>; https?: import('node:https').ServerOptions } = {},
+): Promise<TestApp> {
   const config: Config = loadConfig({ BXCHANGE_DATA_DIR: parts.dataDir, LOG_LEVEL: 'silent', ...options.env });
   if (parts.s3 !== undefined) config.s3 = parts.s3;
   const services = await createServices(config, {
@@ -143,7 +155,7 @@ export async function startApp(t: Test, parts: BackendParts, options: { clock?: 
     pki: await testPki(),
     ...(options.clock ? { clock: options.clock } : {}),
   });
-  const app = await buildApp({ services, logger: false });
+  const app = await buildApp({ services, logger: false, ...(options.https === undefined ? {} : { https: options.https }) });
   t.teardown(() => app.close());
   return {
     backend: parts.name,

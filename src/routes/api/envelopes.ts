@@ -138,6 +138,34 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
   );
 
   app.get(
+    '/mailboxes/:address/deadlines',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Open tutelle acts sent or received by the mailbox, by due date (overdue flagged)',
+        params: Type.Object({ address: MailboxAddress }),
+        response: {
+          200: Type.Object({
+            items: Type.Array(
+              Type.Object({ envelope: EnvelopeSummaryView, deadline: Type.String(), overdue: Type.Boolean(), daysLeft: Type.Integer() }),
+            ),
+          }),
+          ...problemResponses(401, 403, 404),
+        },
+      },
+    },
+    async (request) => ({
+      items: (await domain.deadlines(request.caller, request.params.address)).map((d) => ({
+        envelope: envelopeSummaryView(d.envelope),
+        deadline: d.envelope.deadline!,
+        overdue: d.overdue,
+        daysLeft: d.daysLeft,
+      })),
+    }),
+  );
+
+  app.get(
     '/envelopes/:id/files/:fileId',
     {
       schema: {
@@ -145,7 +173,7 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         security,
         summary: 'The stored (encrypted) bytes, with Range and ETag; a recipient’s first download records the retrieval',
         params: Type.Object({ id: Uuid, fileId: Uuid }),
-        response: problemResponses(401, 403, 404, 409, 416),
+        response: problemResponses(401, 403, 404, 409, 410, 416),
       },
     },
     async (request, reply) => {

@@ -2,8 +2,20 @@
  * /api/v1: every route below needs a caller. Authentication runs in this
  * encapsulated plugin's onRequest hook, before any body is read, so an
  * anonymous request is refused without reading its payload.
+ *
+ * Two credentials: a bearer token (`Authorization: Bearer …`), or, when the
+ * server runs HTTPS with `TLS_CLIENT_CA` and the request carries no
+ * Authorization header, the TLS client certificate of a machine principal.
+ * The TLS layer requests a certificate but accepts the handshake without a
+ * valid one (so that bearer clients need none); here a certificate counts
+ * only if the socket says it verified against the client CA
+ * (`socket.authorized`), and it must then be registered, by its SHA-256
+ * fingerprint, as an active credential of an active machine principal.
  */
-import type { FastifyInstance } from 'fastify';
+import { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { certificateFingerprint } from '../../crypto/pki.ts';
+import { AppError } from '../../errors.ts';
 import type { Caller } from '../../domain/model.ts';
 import type { Services } from '../../services.ts';
 import entities from './entities.ts';
@@ -13,6 +25,9 @@ import principals from './principals.ts';
 import uploads from './uploads.ts';
 import audit from './audit.ts';
 import receipts from './receipts.ts';
+import exportsRoutes from './exports.ts';
+import pki from './pki.ts';
+import envelopeTypes from './envelope-types.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -26,11 +41,33 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match ? match[1] : '';
 }
 
+/**
+ * The caller of a request without an Authorization header on a connection
+ * that may carry a client certificate (mutual TLS).
+ */
+async function authenticateClientCertificate(request: FastifyRequest, directory: Services['directory']): Promise<Caller> {
+  const socket = request.raw.socket;
+  const peer = socket instanceof TLSSocket ? socket.getPeerCertificate() : undefined;
+  if (peer === undefined || peer === null || peer.raw === undefined) {
+    throw new AppError('noAccessToken', 'This request needs an access token (Authorization: Bearer …) or a client certificate');
+  }
+  if (!(socket as TLSSocket).authorized) {
+    const reason = (socket as TLSSocket).authorizationError;
+    throw new AppError('invalidAccessToken', `The client certificate is not trusted by this server${reason ? ` (${String(reason)})` : ''}`);
+  }
+  return directory.authenticateClientCertificate(certificateFingerprint(peer.raw));
+}
+
 export default async function api(app: FastifyInstance, opts: { services: Services }): Promise<void> {
   const { directory } = opts.services;
+  const clientCertificates = opts.services.config.tls?.clientCaFile !== undefined;
   app.decorateRequest('caller', null as never);
   app.addHook('onRequest', async (request) => {
-    const caller = await directory.authenticate(bearerToken(request.headers.authorization));
+    const header = request.headers.authorization;
+    const caller =
+      header === undefined && clientCertificates
+        ? await authenticateClientCertificate(request, directory)
+        : await directory.authenticate(bearerToken(header));
     caller.via = { door: request.url.startsWith('/api/v1/uploads') ? 'tus' : 'http', traceId: request.id };
     request.caller = caller;
   });
@@ -38,8 +75,11 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   await app.register(entities, services);
   await app.register(mailboxes, services);
   await app.register(principals, services);
+  await app.register(pki, services);
   await app.register(envelopes, services);
   await app.register(uploads, { ...services, prefix: '/uploads' });
   await app.register(audit, services);
   await app.register(receipts, services);
+  await app.register(exportsRoutes, services);
+  await app.register(envelopeTypes, services);
 }
