@@ -1,21 +1,48 @@
 /**
- * `npm run bench [-- name]`: benchmarks print ratios against baselines
- * measured in the same run. None exist yet: the benchmark issue adds upload,
- * memory, concurrency and API benchmarks here.
+ * `npm run bench` runs every registered benchmark; `npm run bench -- <name> …`
+ * only those named (an unknown name exits with 2 before anything runs).
+ * Each benchmark starts what it needs (servers, baselines as separate
+ * processes), alternates candidate and baselines run by run, and returns a
+ * result with medians, min, max and ratios against the baselines. The
+ * runner appends it to bench/results/<YYYY-MM-DD>.json and regenerates the
+ * results section of BENCHMARKS.md. Helpers live in ./lib.ts.
  */
-const benchmarks: Record<string, () => Promise<void>> = {};
+import path from 'node:path';
+import { markdownFor, saveResult, writeBenchmarksMd, type BenchResult } from './lib.ts';
+import * as receipts from './receipts.ts';
+import * as upload from './upload.ts';
 
-const wanted = process.argv.slice(2);
+interface Benchmark {
+  title: string;
+  run(): Promise<BenchResult>;
+}
+
+const benchmarks: Record<string, Benchmark> = {
+  upload,
+  receipts,
+};
+
+const wanted = process.argv.slice(2).filter((arg) => arg !== '--');
+const unknown = wanted.filter((name) => !Object.hasOwn(benchmarks, name));
+if (unknown.length > 0) {
+  console.error(`bxchange bench: unknown benchmark${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `"${n}"`).join(', ')}; known: ${Object.keys(benchmarks).join(', ')}`);
+  process.exit(2);
+}
+
 const names = wanted.length > 0 ? wanted : Object.keys(benchmarks);
-if (names.length === 0) {
-  console.log('bxchange bench: no benchmarks yet (see the benchmark issue)');
-}
+let failed = false;
 for (const name of names) {
-  const bench = benchmarks[name];
-  if (bench === undefined) {
-    console.error(`bxchange bench: unknown benchmark "${name}"`);
-    process.exitCode = 2;
-    continue;
+  const bench = benchmarks[name]!;
+  console.log(`\n== ${name}: ${bench.title}`);
+  try {
+    const result = await bench.run();
+    const file = await saveResult(result);
+    await writeBenchmarksMd();
+    console.log(`\n${markdownFor([result])}`);
+    console.log(`bench: ${name} saved to ${path.relative(process.cwd(), file)}; BENCHMARKS.md updated`);
+  } catch (err) {
+    failed = true;
+    console.error(`bench: ${name} failed:`, err);
   }
-  await bench();
 }
+if (failed) process.exitCode = 1;

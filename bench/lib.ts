@@ -1,0 +1,553 @@
+/**
+ * Shared helpers of the benchmark suite: statistics, machine description,
+ * /proc sampling (CPU time, peak RSS, steal), child processes speaking one
+ * JSON object per line, and the results file / BENCHMARKS.md writers.
+ *
+ * Every figure is a ratio against a baseline measured in the same run, on
+ * the same machine, alternating candidate and baselines round by round: the
+ * machine kind (2 shared, noisy cores) makes absolute figures meaningless
+ * from one day to the next.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const BENCH_DIR = import.meta.dirname;
+export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
+export const BENCHMARKS_MD = path.join(BENCH_DIR, '..', 'BENCHMARKS.md');
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+// ---------------------------------------------------------------- statistics
+
+export interface Summary {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export function median(values: number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function summarize(values: number[]): Summary {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
+/** a / b of the medians, and the spread of the round-by-round (paired) ratios. */
+export function ratio(a: number[], b: number[]): { value: number; paired: Summary } {
+  const pairs = a.slice(0, Math.min(a.length, b.length)).map((x, i) => x / b[i]!);
+  return { value: median(a) / median(b), paired: summarize(pairs) };
+}
+
+export function round(value: number, digits = 2): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}
+
+/** "64M", "1G", "1GiB", "1048576" → bytes (binary multiples). */
+export function parseBytes(raw: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$/i.exec(raw);
+  if (match === null) throw new Error(`not a size: "${raw}" (e.g. 64M, 1G, 1048576)`);
+  const unit = { '': 1, k: 1024, m: MiB, g: GiB }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Math.round(Number(match[1]) * unit);
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= GiB && bytes % GiB === 0) return `${bytes / GiB} GiB`;
+  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
+  return `${bytes} B`;
+}
+
+export function envInt(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) throw new Error(`${name} must be a whole number ≥ ${min}, got "${raw}"`);
+  return value;
+}
+
+export function envNumber(name: string, fallback: number, min = 0): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number ≥ ${min}, got "${raw}"`);
+  return value;
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------- machine
+
+export interface MachineInfo {
+  cpuModel: string;
+  /** Logical CPUs the OS reports (os.cpus()). */
+  cpus: number;
+  /** CPUs this process may use (nproc / os.availableParallelism()). */
+  nproc: number;
+  memoryGiB: number;
+  node: string;
+  os: string;
+  hostname: string;
+  /** 1-minute load average at the start and at the end of the benchmark. */
+  loadavgStart: number;
+  loadavgEnd?: number;
+}
+
+function nproc(): number {
+  try {
+    return Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
+  } catch {
+    return os.availableParallelism();
+  }
+}
+
+export function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cpus: cpus.length,
+    nproc: nproc(),
+    memoryGiB: round(os.totalmem() / GiB, 1),
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    hostname: os.hostname(),
+    loadavgStart: round(os.loadavg()[0]!),
+  };
+}
+
+/** The installed version of a dependency (from its package.json), or "?". */
+export function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(BENCH_DIR, '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+// ---------------------------------------------------------------- /proc sampling
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** user + system CPU seconds consumed so far by a process (Linux). */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name may contain spaces and parentheses: fields start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After the name: state(3) ... utime is field 14, stime 15 (1-based) → indices 11, 12 here.
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+}
+
+function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  return match ? round(Number(match[1]) / 1024, 1) : Number.NaN;
+}
+
+/** Peak resident set size (VmHWM) of a process, in MiB. */
+export function peakRssMiB(pid: number): number {
+  return statusMiB(pid, 'VmHWM');
+}
+
+/** Current resident set size (VmRSS) of a process, in MiB. */
+export function rssMiB(pid: number): number {
+  return statusMiB(pid, 'VmRSS');
+}
+
+/** Resets VmHWM to the current RSS (`echo 5 > /proc/<pid>/clear_refs`, Linux ≥ 4.0); false if refused. */
+export async function resetPeakRss(pid: number): Promise<boolean> {
+  try {
+    await writeFile(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Machine-wide CPU seconds (all cores) since boot: busy and stolen by the hypervisor. */
+export function machineCpu(): { busy: number; steal: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+  const hz = ticksPerSecond();
+  return { busy: (user! + nice! + system! + irq! + softirq!) / hz, steal: steal! / hz };
+}
+
+/**
+ * Measures what else ran on the machine during a window: machine-wide busy
+ * CPU minus the CPU of the processes we know about (foreign = other users of
+ * the 2 cores), and the time stolen by the hypervisor.
+ */
+export function cpuWindow(): { stop(known: number): { foreignCpuSeconds: number; stealSeconds: number; wallSeconds: number } } {
+  const start = machineCpu();
+  const self = process.cpuUsage();
+  const t0 = performance.now();
+  return {
+    stop(known: number) {
+      const end = machineCpu();
+      const own = process.cpuUsage(self);
+      const ownSeconds = (own.user + own.system) / 1e6;
+      return {
+        foreignCpuSeconds: round(Math.max(0, end.busy - start.busy - known - ownSeconds), 2),
+        stealSeconds: round(end.steal - start.steal, 2),
+        wallSeconds: (performance.now() - t0) / 1000,
+      };
+    },
+  };
+}
+
+/**
+ * Waits until the machine is quiet: machine-wide busy CPU below `threshold`
+ * (fraction of all cores) for `windows` consecutive 1-second windows, or
+ * gives up after `timeoutMs`. Other people's test runs share these cores.
+ */
+export async function waitForQuiet(options: { threshold?: number; windows?: number; timeoutMs?: number } = {}): Promise<{ waitedMs: number; quiet: boolean; busy: number }> {
+  const { threshold = 0.1, windows = 2, timeoutMs = 90_000 } = options;
+  const cores = os.cpus().length || 1;
+  const t0 = performance.now();
+  let calm = 0;
+  let busy = 1;
+  while (performance.now() - t0 < timeoutMs) {
+    const a = machineCpu().busy;
+    const w0 = performance.now();
+    await sleep(1000);
+    busy = (machineCpu().busy - a) / (((performance.now() - w0) / 1000) * cores);
+    calm = busy < threshold ? calm + 1 : 0;
+    if (calm >= windows) return { waitedMs: performance.now() - t0, quiet: true, busy };
+  }
+  return { waitedMs: performance.now() - t0, quiet: false, busy };
+}
+
+// ---------------------------------------------------------------- child processes
+
+export interface JsonChild {
+  child: ChildProcess;
+  pid: number;
+  /** Resolves with the next JSON line satisfying `test` (rejects if the child exits first). */
+  next(test?: (message: any) => boolean, timeoutMs?: number): Promise<any>;
+  send(line: string): void;
+  exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const DEBUG = process.env.BENCH_DEBUG === '1';
+const children = new Set<ChildProcess>();
+const cleanups = new Set<() => void>();
+
+/** Registers a synchronous cleanup (temp dirs) run on normal exit and on SIGINT/SIGTERM. */
+export function onCleanup(fn: () => void): () => void {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+function emergencyCleanup(): void {
+  for (const child of children) child.kill('SIGKILL');
+  for (const fn of [...cleanups]) {
+    try {
+      fn();
+    } catch {
+      // best effort
+    }
+  }
+  cleanups.clear();
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping children and removing temporary files\n`);
+    emergencyCleanup();
+    process.exit(130);
+  });
+}
+process.once('exit', emergencyCleanup);
+
+/** Spawns `node <script> ...args` (same Node binary) whose stdout carries one JSON object per line. */
+export function spawnJson(script: string, args: string[], env: Record<string, string> = {}): JsonChild {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  children.add(child);
+  const queue: any[] = [];
+  const waiters: Array<{ test: (m: any) => boolean; resolve: (m: any) => void; reject: (e: Error) => void }> = [];
+  let ended = false;
+  const lines = createInterface({ input: child.stdout! });
+  lines.on('line', (line) => {
+    let message: any;
+    try {
+      message = JSON.parse(line);
+    } catch {
+      process.stderr.write(`[${path.basename(script)}] ${line}\n`);
+      return;
+    }
+    if (DEBUG) process.stderr.write(`[debug ${path.basename(script)} ${child.pid}] ${line.slice(0, 300)}\n`);
+    const index = waiters.findIndex((w) => w.test(message));
+    if (index >= 0) waiters.splice(index, 1)[0]!.resolve(message);
+    else queue.push(message);
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code, signal) => {
+      ended = true;
+      children.delete(child);
+      for (const w of waiters.splice(0)) w.reject(new Error(`${path.basename(script)} exited (${code ?? signal}) before answering`));
+      resolve(code);
+    }),
+  );
+  return {
+    child,
+    pid: child.pid!,
+    exited,
+    next(test = () => true, timeoutMs = 600_000) {
+      const queued = queue.findIndex(test);
+      if (queued >= 0) return Promise.resolve(queue.splice(queued, 1)[0]);
+      if (ended) return Promise.reject(new Error(`${path.basename(script)} has exited`));
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${path.basename(script)}: no answer within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({
+          test,
+          resolve: (m) => (clearTimeout(timer), resolve(m)),
+          reject: (e) => (clearTimeout(timer), reject(e)),
+        });
+      });
+    },
+    send(line: string) {
+      if (DEBUG) process.stderr.write(`[debug → ${path.basename(script)} ${child.pid}] ${line}\n`);
+      child.stdin!.write(`${line}\n`);
+    },
+    async stop(graceMs = 10_000) {
+      if (ended) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Runs `sync` so one run's writeback does not land in the next run. */
+export function syncDisks(): void {
+  try {
+    execFileSync('sync');
+  } catch {
+    // not fatal
+  }
+}
+
+// ---------------------------------------------------------------- results
+
+export interface Extra {
+  unit: string;
+  runs: number[];
+  summary: Summary;
+}
+
+export interface CandidateResult {
+  name: string;
+  role: 'candidate' | 'baseline';
+  description: string;
+  /** The primary metric, one value per run, in the order run. */
+  runs: number[];
+  summary: Summary;
+  /** Secondary measurements per run (CPU seconds, peak RSS, …). */
+  extras: Record<string, Extra>;
+}
+
+export interface RatioResult {
+  label: string;
+  numerator: string;
+  denominator: string;
+  /** median(numerator) / median(denominator). */
+  value: number;
+  /** Spread of the round-by-round ratios (each pair measured back to back). */
+  paired: Summary;
+  goal?: number;
+  met?: boolean;
+}
+
+export interface BenchResult {
+  name: string;
+  title: string;
+  startedAt: string;
+  finishedAt: string;
+  machine: MachineInfo;
+  unit: string;
+  higherIsBetter: boolean;
+  /**
+   * True when run with the benchmark's reference parameters (e.g. upload: 1 GiB, ≥ 3 runs). A smoke
+   * run or a variant (smaller file, BENCH_FSYNC_BASELINES…) is kept in the results file but does not
+   * replace the latest reference run in BENCHMARKS.md.
+   */
+  reference: boolean;
+  params: Record<string, string | number | boolean>;
+  candidates: CandidateResult[];
+  ratios: RatioResult[];
+  notes: string[];
+  /** Raw per-run measurements kept in the results file (not rendered). */
+  runs?: object[];
+  /** Runs measured but left out (e.g. rounds disturbed by other load and repeated). */
+  discarded?: object[];
+}
+
+export function candidateResult(
+  name: string,
+  role: CandidateResult['role'],
+  description: string,
+  runs: number[],
+  extras: Record<string, { unit: string; runs: number[] }> = {},
+): CandidateResult {
+  return {
+    name,
+    role,
+    description,
+    runs: runs.map((v) => round(v, 2)),
+    summary: mapSummary(summarize(runs), 2),
+    extras: Object.fromEntries(
+      Object.entries(extras).map(([key, { unit, runs: values }]) => [key, { unit, runs: values.map((v) => round(v, 2)), summary: mapSummary(summarize(values), 2) }]),
+    ),
+  };
+}
+
+export function ratioResult(label: string, numerator: CandidateResult, denominator: CandidateResult, higherIsBetter: boolean, goal?: number): RatioResult {
+  const { value, paired } = ratio(numerator.runs, denominator.runs);
+  const result: RatioResult = { label, numerator: numerator.name, denominator: denominator.name, value: round(value, 3), paired: mapSummary(paired, 3) };
+  if (goal !== undefined) {
+    result.goal = goal;
+    result.met = higherIsBetter ? value >= goal : value <= goal;
+  }
+  return result;
+}
+
+function mapSummary(s: Summary, digits: number): Summary {
+  return { median: round(s.median, digits), min: round(s.min, digits), max: round(s.max, digits) };
+}
+
+interface ResultsFile {
+  date: string;
+  /** Every run of the day, per benchmark, in order. */
+  benchmarks: Record<string, BenchResult[]>;
+}
+
+function localDate(d = new Date()): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** Appends the result to bench/results/<YYYY-MM-DD>.json (other benchmarks' entries are kept). */
+export async function saveResult(result: BenchResult): Promise<string> {
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const date = localDate(new Date(result.startedAt));
+  const file = path.join(RESULTS_DIR, `${date}.json`);
+  let data: ResultsFile = { date, benchmarks: {} };
+  try {
+    data = JSON.parse(await readFile(file, 'utf8')) as ResultsFile;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  (data.benchmarks[result.name] ??= []).push(result);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(data, null, 2)}\n`);
+  await rename(tmp, file);
+  return file;
+}
+
+/** The latest reference result of every benchmark across all results files; another run only when no reference run exists. */
+async function latestResults(): Promise<BenchResult[]> {
+  let files: string[] = [];
+  try {
+    files = (await readdir(RESULTS_DIR)).filter((f) => /^\d{4}-\d{2}-\d{2}\.json$/.test(f)).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const latest = new Map<string, BenchResult>();
+  for (const file of files) {
+    const data = JSON.parse(await readFile(path.join(RESULTS_DIR, file), 'utf8')) as ResultsFile;
+    for (const [name, runs] of Object.entries(data.benchmarks)) {
+      for (const run of runs) {
+        const current = latest.get(name);
+        // Files and runs are in chronological order: a later run replaces, except a non-reference run a reference one.
+        if (current !== undefined && current.reference && !run.reference) continue;
+        latest.set(name, run);
+      }
+    }
+  }
+  return [...latest.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+const START = '<!-- bench:results:start (generated by `npm run bench`; edit outside these markers) -->';
+const END = '<!-- bench:results:end -->';
+
+const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '–');
+
+export function markdownFor(results: BenchResult[]): string {
+  const out: string[] = [];
+  for (const r of results) {
+    const m = r.machine;
+    out.push(`### ${r.name}: ${r.title}${r.reference ? '' : ' (not the reference parameters: smoke run or variant)'}`, '');
+    out.push(
+      `${r.startedAt.replace('T', ' ').slice(0, 16)} UTC · ${m.cpuModel}, ${m.cpus} CPUs (nproc ${m.nproc}), ${m.memoryGiB} GiB · Node ${m.node} · ${m.os} · load average ${m.loadavgStart} → ${m.loadavgEnd ?? '?'}`,
+      '',
+    );
+    out.push(`Parameters: ${Object.entries(r.params).map(([k, v]) => `${k}=${v}`).join(', ')}`, '');
+    const extraKeys = [...new Set(r.candidates.flatMap((c) => Object.keys(c.extras)))];
+    const extraHead = extraKeys.map((k) => {
+      const unit = r.candidates.find((c) => c.extras[k])?.extras[k]?.unit;
+      return `${k}${unit ? ` (${unit})` : ''} median [min–max]`;
+    });
+    out.push(`| ${['candidate', 'role', `median ${r.unit}`, 'min', 'max', 'runs', ...extraHead].join(' | ')} |`);
+    out.push(`|${['---', '---', '---:', '---:', '---:', '---', ...extraKeys.map(() => '---:')].join('|')}|`);
+    for (const c of r.candidates) {
+      const extras = extraKeys.map((k) => {
+        const e = c.extras[k];
+        const d = e?.unit === 'MiB' ? 0 : 2;
+        return e === undefined ? '–' : `${fmt(e.summary.median, d)} [${fmt(e.summary.min, d)}–${fmt(e.summary.max, d)}]`;
+      });
+      out.push(`| ${[`**${c.name}**`, c.role, fmt(c.summary.median), fmt(c.summary.min), fmt(c.summary.max), c.runs.map((v) => fmt(v)).join(', '), ...extras].join(' | ')} |`);
+    }
+    out.push('');
+    if (r.ratios.length > 0) {
+      out.push('| ratio | median ratio | round-by-round min–max | goal | met |', '|---|---:|---:|---:|---|');
+      for (const q of r.ratios) {
+        out.push(
+          `| ${q.label} | **${fmt(q.value, 3)}×** | ${fmt(q.paired.min, 3)}–${fmt(q.paired.max, 3)} | ${q.goal === undefined ? '–' : `${r.higherIsBetter ? '≥' : '≤'} ${q.goal}`} | ${q.met === undefined ? '–' : q.met ? 'yes' : '**no**'} |`,
+        );
+      }
+      out.push('');
+    }
+    for (const note of r.notes) out.push(`- ${note}`);
+    if (r.notes.length > 0) out.push('');
+  }
+  return out.join('\n');
+}
+
+/** Regenerates the results section of BENCHMARKS.md (the text outside the markers is kept). */
+export async function writeBenchmarksMd(): Promise<void> {
+  const results = await latestResults();
+  const section = `${START}\n\n${results.length === 0 ? '_No results yet._\n' : markdownFor(results)}\n${END}`;
+  let text: string;
+  try {
+    text = await readFile(BENCHMARKS_MD, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    text = `# Benchmarks\n\n\`npm run bench\` runs every benchmark, \`npm run bench -- <name>\` one.\n\n## Latest results\n\n${START}\n${END}\n`;
+  }
+  const start = text.indexOf(START);
+  const end = text.indexOf(END);
+  const updated =
+    start >= 0 && end > start ? `${text.slice(0, start)}${section}${text.slice(end + END.length)}` : `${text.trimEnd()}\n\n## Latest results\n\n${section}\n`;
+  await writeFile(BENCHMARKS_MD, updated);
+}
