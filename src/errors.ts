@@ -53,6 +53,8 @@ export const catalogue = {
   checksumMismatch: { status: 460, title: 'Checksum Mismatch' },
   fileMissing: { status: 500, title: 'Stored File Missing' },
   filePurged: { status: 410, title: 'File Purged' },
+  noMailboxKey: { status: 404, title: 'Mailbox Has No Key' },
+  noPrivateKey: { status: 404, title: 'No Private Key Deposited' },
 } satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof catalogue;

@@ -10,6 +10,8 @@ import { openDatabase, type Database } from './db/client.ts';
 import { createDirectoryRepository } from './db/directory-repository.ts';
 import { createEnvelopeRepository } from './db/envelope-repository.ts';
 import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
+import { createKeys, type Keys } from './domain/keys.ts';
+import { createKeyRepository } from './db/key-repository.ts';
 import { createHygiene, type Hygiene } from './domain/hygiene.ts';
 import { createHygieneRepository } from './db/hygiene-repository.ts';
 import { createExports, type Exports } from './domain/exports.ts';
@@ -41,6 +43,8 @@ export interface Services {
   directoryRepository: DirectoryRepository;
   envelopes: Envelopes;
   envelopeRepository: EnvelopeRepository;
+  /** Mailbox OpenPGP keys: active and retired public keys, locked private keys (DESIGN §4c). */
+  keys: Keys;
   /** The tus DataStore (S3 or local folder), hashing as bytes arrive. */
   uploadStore: HashingStore;
   hashStates: HashStates;
@@ -110,6 +114,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const directoryRepository = createDirectoryRepository(database.db);
   const directory = createDirectory({ repository: directoryRepository, clock, adminTokenHash });
   const envelopeRepository = createEnvelopeRepository(database.db);
+  const keys = createKeys({ repository: createKeyRepository(database.db), directory: directoryRepository, clock });
   // The development PKI is generated on first start (embedded default) and loaded afterwards;
   // production provides its own files in BXCHANGE_CERTS_DIR (see certs/README.md).
   const pki = overrides.pki ?? (await ensureDevPki(config.certsDir));
@@ -154,6 +159,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     directoryRepository,
     envelopes,
     envelopeRepository,
+    keys,
     uploadStore,
     hashStates,
     hygiene,

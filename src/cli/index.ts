@@ -42,6 +42,7 @@ import { seedCommands } from './seed.ts';
 import { adminCommands } from './admin.ts';
 import { auditCommands } from './audit.ts';
 import { verifyReceiptCommand } from './verify-receipt.ts';
+import { keygenCommand } from './keygen.ts';
 
 export { EXIT, type CliIo } from './common.ts';
 
@@ -401,6 +402,7 @@ const topCommands: Record<string, Command> = {
   serve: serveCommand,
   migrate: migrateCommand,
   whoami: whoamiCommand,
+  keygen: keygenCommand,
   'verify-receipt': verifyReceiptCommand,
   ...exchangeCommands,
 };
@@ -469,6 +471,7 @@ function topHelp(): string {
       .filter(([, g]) => !g.local)
       .map(([name, g]) => row(name, `${Object.keys(g.commands).join(' | ')}: ${g.summary}`)),
     row('whoami', whoamiCommand.summary),
+    row('keygen', keygenCommand.summary),
     '',
     'Exchange (calls a running server over HTTP):',
     ...Object.entries(exchangeCommands).map(([name, command]) => row(name, command.summary)),

@@ -264,3 +264,43 @@ export const auditEvents = pgTable('audit_events', {
   prevHash: text('prev_hash'),
   hash: text('hash').notNull(),
 });
+
+/**
+ * OpenPGP keys of mailboxes (DESIGN §4c). One `active` key per mailbox (the
+ * partial unique index makes a second one impossible, even for two nodes
+ * rotating at once); rotated keys stay as `retired` so that files sent to them
+ * remain readable. The private key is only ever the passphrase-locked armored
+ * key the members deposited: the server never sees the passphrase.
+ */
+export const mailboxKeys = pgTable(
+  'mailbox_keys',
+  {
+    id: uuid('id').primaryKey(),
+    mailboxAddress: text('mailbox_address')
+      .notNull()
+      .references(() => mailboxes.address),
+    /** v4 fingerprint, 40 lowercase hex digits. */
+    fingerprint: text('fingerprint').notNull(),
+    /** The primary key's key ID, 16 lowercase hex digits. */
+    keyId: text('key_id').notNull(),
+    /** Key IDs of the (sub)keys valid for encryption when published: what a file's header must name. */
+    encryptionKeyIds: text('encryption_key_ids').array().notNull(),
+    publicKey: text('public_key').notNull(),
+    /** Armored private key, every secret (sub)key encrypted with the members' passphrase. */
+    privateKey: text('private_key'),
+    state: text('state').notNull(),
+    /** The OpenPGP key's own creation time and expiry (null: never). */
+    keyCreatedAt: timestamp('key_created_at', { withTimezone: true, mode: 'date' }).notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }),
+    /** When it was published here, retired, and when its private key was deposited. */
+    ...timestamps,
+    retiredAt: timestamp('retired_at', { withTimezone: true, mode: 'date' }),
+    privateKeyAt: timestamp('private_key_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [
+    uniqueIndex('mailbox_keys_fingerprint_key').on(table.fingerprint),
+    uniqueIndex('mailbox_keys_active_key').on(table.mailboxAddress).where(sql`${table.state} = 'active'`),
+    index('mailbox_keys_mailbox_idx').on(table.mailboxAddress, table.createdAt),
+    check('mailbox_keys_state', sql`${table.state} IN ('active', 'retired')`),
+  ],
+);

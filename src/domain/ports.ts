@@ -289,13 +289,5 @@ export interface EnvelopeRepository {
  */
 export type Sealer = (prevHash: string | null, prevEventTime: Date | null) => SealedEvidence[];
 
-export interface StoredEvidence {
-  id: string;
-  envelopeId: string;
-  eventType: EvidenceType;
-  eventTime: Date;
-  recipient: string | null;
-  canonical: Buffer;
-  signature: Buffer;
-  prevHash: string | null;
-}
+/** A stored receipt is exactly what was sealed. */
+export type StoredEvidence = SealedEvidence;

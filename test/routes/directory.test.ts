@@ -5,6 +5,7 @@
  */
 import t, { type Test } from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
+import { json, problem } from '../helpers/problem.ts';
 import { forEachBackend, startApp, type TestApp } from '../helpers/backends.ts';
 
 const IXELLES = {
@@ -15,22 +16,7 @@ const IXELLES = {
   nisCode: '21009',
 };
 
-function json(res: LightMyRequestResponse): any {
-  return JSON.parse(res.body);
-}
 
-/** Asserts an RFC 9457 answer and returns it. */
-function problem(t: Test, res: LightMyRequestResponse, status: number, type: string): any {
-  t.equal(res.statusCode, status, `status ${status}`);
-  t.match(res.headers['content-type'], /^application\/problem\+json/, 'problem+json');
-  const body = json(res);
-  t.equal(body.status, status);
-  t.equal(body.type, type);
-  t.type(body.detail, 'string');
-  t.ok(body.detail.length > 0, 'has a human detail');
-  t.notMatch(res.body, /at .*\.ts:\d+|SELECT|INSERT|postgres|drizzle/i, 'no internals leak');
-  return body;
-}
 
 async function seed(api: TestApp) {
   const post = async (url: string, body: unknown) => {

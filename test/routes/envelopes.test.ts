@@ -14,6 +14,7 @@ import { sql } from 'drizzle-orm';
 import { rowsOf } from '../../src/db/client.ts';
 import { envelopeRecipients, envelopes as envelopesTable } from '../../src/db/schema.ts';
 import { uuidv7 } from '../../src/domain/ids.ts';
+import { json, problem } from '../helpers/problem.ts';
 import { forEachBackend, startApp, type TestApp } from '../helpers/backends.ts';
 
 const API = '/api/v1';
@@ -23,22 +24,7 @@ const FORBIDDEN = 'urn:problem-type:bxchange:forbidden';
 const NOT_DRAFT = 'urn:problem-type:bxchange:envelopeNotDraft';
 const INCOMPLETE = 'urn:problem-type:bxchange:envelopeIncomplete';
 
-function json(res: LightMyRequestResponse): any {
-  return JSON.parse(res.body);
-}
 
-/** Asserts an RFC 9457 answer and returns it. */
-function problem(t: Test, res: LightMyRequestResponse, status: number, type: string): any {
-  t.equal(res.statusCode, status, `status ${status}`);
-  t.match(res.headers['content-type'], /^application\/problem\+json/, 'problem+json');
-  const body = json(res);
-  t.equal(body.status, status);
-  t.equal(body.type, type);
-  t.type(body.detail, 'string');
-  t.ok(body.detail.length > 0, 'has a human detail');
-  t.notMatch(res.body, /at .*\.ts:\d+|SELECT|INSERT|postgres|drizzle|(?<!v1\/)envelopes\/[0-9a-f-]{36}\/[0-9a-f-]{36}/i, 'no internals leak');
-  return body;
-}
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 

@@ -28,6 +28,7 @@ import receipts from './receipts.ts';
 import exportsRoutes from './exports.ts';
 import pki from './pki.ts';
 import envelopeTypes from './envelope-types.ts';
+import keys from './keys.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -82,4 +83,5 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   await app.register(receipts, services);
   await app.register(exportsRoutes, services);
   await app.register(envelopeTypes, services);
+  await app.register(keys, services);
 }
