@@ -8,7 +8,12 @@
  * Goal (issue): bxchange ≥ 0.95× bare @tus/server and ≥ 0.85× bare PUT.
  *
  * Environment: BENCH_UPLOAD_BYTES (default 1G; e.g. 64M for a smoke run),
- * BENCH_RUNS (default 3), BENCH_FSYNC_BASELINES=1 (baselines fsync too).
+ * BENCH_RUNS (default 3), BENCH_FSYNC_BASELINES=1 (baselines fsync too),
+ * BENCH_MAX_OTHER_CPU (default 0.2 core: a run during which other processes
+ * used more is disturbed and measured again), BENCH_MAX_REPEATS (default 5
+ * extra attempts per run), BENCH_QUIET_TIMEOUT_S (default 90; 0 = do not
+ * wait for an idle machine before a run), BENCH_DEBUG=1 (trace the children).
+ * Only 1 GiB with ≥ 3 runs and no fsync variant is a reference run.
  */
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';

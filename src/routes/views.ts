@@ -116,11 +116,17 @@ export const envelopeView = (e: EnvelopeRecord, receipts?: StoredEvidence[]) => 
   href: `${API}/envelopes/${e.id}`,
 });
 
-export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files'>) => ({
+/**
+ * A listed envelope. In an inbox (`mailbox` given) `status` is that
+ * recipient mailbox's status (delivered, retrieved, acknowledged), the one the
+ * `status` filter selects on; elsewhere it is the envelope's (draft, submitted).
+ */
+export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files'>, mailbox?: string) => ({
   id: e.id,
   type: e.type,
   from: e.from,
-  status: e.status,
+  status: (mailbox === undefined ? undefined : e.recipients.find((r) => r.address === mailbox)?.status) ?? e.status,
+  envelopeStatus: e.status,
   metadata: e.metadata as Record<string, unknown>,
   recipients: e.recipients.map(recipientView),
   createdAt: e.createdAt.toISOString(),

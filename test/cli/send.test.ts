@@ -202,7 +202,7 @@ forEachBackend(t, 'send, inbox, fetch and ack with the CLI', async (t, parts) =>
   await t.test('inbox: the recipient lists it, the sender finds it in the outbox', async (t) => {
     const inbox = await cli(tokens.recipient, ['inbox', '--mailbox', 'secretariat@uccle']);
     t.equal(inbox.code, 0, inbox.stderr);
-    t.match(JSON.parse(inbox.stdout), [{ id: envelopeId, from: 'secretariat@ixelles', type: 'general.letter', status: 'submitted' }]);
+    t.match(JSON.parse(inbox.stdout), [{ id: envelopeId, from: 'secretariat@ixelles', type: 'general.letter', status: 'delivered', envelopeStatus: 'submitted' }]);
     const filtered = await cli(tokens.recipient, ['inbox', '--mailbox', 'secretariat@uccle', '--type', 'no.such.type']);
     t.equal(filtered.code, 0, filtered.stderr);
     t.same(JSON.parse(filtered.stdout), [], '--type filters');

@@ -386,12 +386,13 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     };
     const inbox = await list('secretariat@uccle', 'direction=in', s.recipient.token);
     t.same(inbox.items.map((e: any) => e.id), [main.id]);
-    t.match(inbox.items[0], { type: 'general.letter', from: 'secretariat@ixelles', status: 'submitted', href: `${API}/envelopes/${main.id}` });
+    t.match(inbox.items[0], { type: 'general.letter', from: 'secretariat@ixelles', status: 'delivered', envelopeStatus: 'submitted', href: `${API}/envelopes/${main.id}` });
     t.notOk('next' in inbox, 'no next link on the last page');
     t.same((await list('secretariat@uccle', '', s.recipient.token)).items.map((e: any) => e.id), [main.id], 'direction defaults to in');
     t.same((await list('urbanisme@uccle', 'direction=in', s.urbanisme.token)).items.map((e: any) => e.id), [main.id]);
     t.same((await list('secretariat@uccle', 'direction=in&type=tutelle.act', s.recipient.token)).items, []);
     t.same((await list('secretariat@uccle', 'direction=in&status=delivered', s.recipient.token)).items.map((e: any) => e.id), [main.id]);
+    t.match((await list('secretariat@uccle', 'direction=in&status=delivered', s.recipient.token)).items, [{ status: 'delivered', envelopeStatus: 'submitted' }], "an inbox item shows the mailbox's own status, the one the filter selects");
     t.same((await list('secretariat@uccle', 'direction=in&status=acknowledged', s.recipient.token)).items, []);
 
     const outbox = await list('secretariat@ixelles', 'direction=out', s.reader.token);

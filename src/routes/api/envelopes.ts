@@ -133,7 +133,8 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
         ...(query.limit === undefined ? {} : { limit: Number(query.limit) }),
       });
-      return pageView(page, (item) => envelopeSummaryView(item.envelope), `${API}/mailboxes/${address}/envelopes`, query);
+      const inbox = (query.direction ?? 'in') === 'in';
+      return pageView(page, (item) => envelopeSummaryView(item.envelope, inbox ? address : undefined), `${API}/mailboxes/${address}/envelopes`, query);
     },
   );
 
