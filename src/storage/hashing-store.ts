@@ -4,7 +4,8 @@
  *
  * Design (hash state across resumes, restarts and nodes):
  * - node:crypto's Hash cannot be serialised, hash-wasm's can (`save()` /
- *   `load()`, ~100 bytes). The state is saved in the database together with
+ *   `load()`, ~100 bytes). It runs in a worker thread (worker-hasher.ts):
+ *   WebAssembly SHA-256 costs ~2.6 s of CPU per GiB, kept off the event loop. The state is saved in the database together with
  *   the offset it covers, and only at an offset the store has confirmed
  *   (the offset `write` returned), so any node can continue it.
  * - A PATCH interrupted mid-stream leaves the store with fewer bytes than
@@ -22,6 +23,7 @@ import { open } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { DataStore, type Upload } from '@tus/utils';
 import { createSHA256, type IHasher } from 'hash-wasm';
+import { WorkerHasher } from './worker-hasher.ts';
 
 export const CHECKPOINT = 1024 * 1024;
 
@@ -87,33 +89,44 @@ export class HashingStore extends DataStore {
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     const { states } = this.options;
     const saved = offset === 0 ? null : await states.load(id);
-    let hasher: IHasher | null = null;
-    if (offset === 0) hasher = await hasherFrom(null);
-    else if (saved !== null && saved.offset === offset) hasher = await hasherFrom(saved.state);
-    else if (saved !== null && saved.offset < offset) hasher = await this.catchUp(id, await hasherFrom(saved.state), saved.offset, offset);
+    // The state at `offset`, or undefined when none can be had (the fallback then rebuilds at the end).
+    let initial: Uint8Array | undefined;
+    if (offset === 0) initial = (await hasherFrom(null)).save();
+    else if (saved !== null && saved.offset === offset) initial = new Uint8Array(saved.state);
+    else if (saved !== null && saved.offset < offset) initial = (await this.catchUp(id, await hasherFrom(saved.state), saved.offset, offset))?.save();
 
+    // Hashing runs in a worker thread (worker-hasher.ts); checkpoints are states requested every
+    // CHECKPOINT bytes, kept as promises (the worker answers in order).
+    const hasher = initial === undefined ? null : new WorkerHasher(initial);
+    const checkpoints: Array<{ offset: number; state: Promise<Uint8Array> }> = initial === undefined ? [] : [{ offset, state: Promise.resolve(initial) }];
     let seen = offset;
-    const checkpoints: Array<{ offset: number; state: Uint8Array }> = hasher === null ? [] : [{ offset, state: hasher.save() }];
     let sinceCheckpoint = 0;
     const tap = new Transform({
       transform(chunk: Buffer, _encoding, done) {
-        if (hasher !== null) {
-          // Split at checkpoint boundaries so a state exists every CHECKPOINT bytes.
-          let position = 0;
-          while (position < chunk.length) {
-            const take = Math.min(chunk.length - position, CHECKPOINT - sinceCheckpoint);
-            hasher.update(chunk.subarray(position, position + take));
-            position += take;
-            sinceCheckpoint += take;
-            if (sinceCheckpoint === CHECKPOINT) {
-              checkpoints.push({ offset: seen + position, state: hasher.save() });
-              if (checkpoints.length > 4) checkpoints.shift();
-              sinceCheckpoint = 0;
+        const feed = async () => {
+          if (hasher !== null) {
+            // Split at checkpoint boundaries so a state exists every CHECKPOINT bytes.
+            let position = 0;
+            while (position < chunk.length) {
+              const take = Math.min(chunk.length - position, CHECKPOINT - sinceCheckpoint);
+              await hasher.update(chunk.subarray(position, position + take));
+              position += take;
+              sinceCheckpoint += take;
+              if (sinceCheckpoint === CHECKPOINT) {
+                const state = hasher.save();
+                state.catch(() => undefined); // awaited (or dropped) later; never an unhandled rejection
+                checkpoints.push({ offset: seen + position, state });
+                if (checkpoints.length > 4) checkpoints.shift();
+                sinceCheckpoint = 0;
+              }
             }
           }
-        }
-        seen += chunk.length;
-        done(null, chunk);
+          seen += chunk.length;
+        };
+        feed().then(
+          () => done(null, chunk),
+          (err: Error) => done(err),
+        );
       },
     });
     readable.on('error', (err) => tap.destroy(err));
@@ -131,6 +144,7 @@ export class HashingStore extends DataStore {
         );
       }
       await this.commit(id, hasher, seen, stored, checkpoints).catch(() => states.clear(id));
+      hasher?.close();
       if (stored !== undefined) await this.options.afterWrite?.(id, stored);
     }
   }
@@ -138,17 +152,17 @@ export class HashingStore extends DataStore {
   /** Saves the state matching what the store holds, or clears it when none can be had. */
   private async commit(
     id: string,
-    hasher: IHasher | null,
+    hasher: WorkerHasher | null,
     seen: number,
     stored: number | undefined,
-    checkpoints: Array<{ offset: number; state: Uint8Array }>,
+    checkpoints: Array<{ offset: number; state: Promise<Uint8Array> }>,
   ): Promise<void> {
     const { states } = this.options;
     if (hasher === null || stored === undefined) return states.clear(id);
-    if (stored === seen) return states.save(id, Buffer.from(hasher.save()), stored);
+    if (stored === seen) return states.save(id, Buffer.from(await hasher.save()), stored);
     const base = [...checkpoints].reverse().find((c) => c.offset <= stored);
     if (base === undefined) return states.clear(id);
-    const caught = await this.catchUp(id, await hasherFrom(Buffer.from(base.state)), base.offset, stored);
+    const caught = await this.catchUp(id, await hasherFrom(Buffer.from(await base.state)), base.offset, stored);
     if (caught === null) return states.clear(id);
     return states.save(id, Buffer.from(caught.save()), stored);
   }
