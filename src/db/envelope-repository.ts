@@ -334,7 +334,8 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
               query.status === undefined ? undefined : eq(envelopeRecipients.status, query.status),
               query.after === undefined
                 ? undefined
-                : or(lt(time, query.after.time), and(eq(time, query.after.time), lt(envelopeRecipients.envelopeId, query.after.id))),
+                : // A row-value comparison is an index condition on (mailbox, time, id); the equivalent OR is only a filter.
+                  sql`(${time}, ${envelopeRecipients.envelopeId}) < (${query.after.time.toISOString()}::timestamptz, ${query.after.id}::uuid)`,
             ),
           )
           .orderBy(desc(time), desc(envelopeRecipients.envelopeId))
@@ -351,7 +352,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
             eq(envelopes.fromMailbox, query.address),
             query.type === undefined ? undefined : eq(envelopes.type, query.type),
             query.status === undefined ? undefined : eq(envelopes.status, query.status),
-            query.after === undefined ? undefined : or(lt(time, query.after.time), and(eq(time, query.after.time), lt(envelopes.id, query.after.id))),
+            query.after === undefined ? undefined : sql`(${time}, ${envelopes.id}) < (${query.after.time.toISOString()}::timestamptz, ${query.after.id}::uuid)`,
           ),
         )
         .orderBy(desc(time), desc(envelopes.id))

@@ -277,7 +277,8 @@ export function createDirectory(deps: DirectoryDeps) {
       ) {
         throw new AppError('invalidAccessToken', 'The access token is invalid, expired or revoked');
       }
-      await repository.touchToken(found.token.id, now);
+      // Last use is recorded at most once a minute: no write on most requests.
+      if (found.token.lastUsedAt === null || now.getTime() - found.token.lastUsedAt.getTime() >= 60_000) await repository.touchToken(found.token.id, now);
       return { type: 'principal', principal: found.principal, tokenId: found.token.id };
     },
 
