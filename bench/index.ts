@@ -9,17 +9,25 @@
  */
 import path from 'node:path';
 import { markdownFor, saveResult, writeBenchmarksMd, type BenchResult } from './lib.ts';
+import * as concurrency from './concurrency.ts';
+import * as memory from './memory.ts';
+import * as api from './api.ts';
 import * as receipts from './receipts.ts';
 import * as upload from './upload.ts';
 
 interface Benchmark {
   title: string;
+  /** Why the benchmark cannot run here (e.g. no DATABASE_URL): reported as skipped, nothing saved. */
+  skipReason?(): string | undefined;
   run(): Promise<BenchResult>;
 }
 
 const benchmarks: Record<string, Benchmark> = {
   upload,
   receipts,
+  memory,
+  concurrency,
+  api,
 };
 
 const wanted = process.argv.slice(2).filter((arg) => arg !== '--');
@@ -34,6 +42,11 @@ let failed = false;
 for (const name of names) {
   const bench = benchmarks[name]!;
   console.log(`\n== ${name}: ${bench.title}`);
+  const skipped = bench.skipReason?.();
+  if (skipped !== undefined) {
+    console.log(`bench: ${name} skipped: ${skipped}`);
+    continue;
+  }
   try {
     const result = await bench.run();
     const file = await saveResult(result);

@@ -9,8 +9,9 @@
  * from one day to the next.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -178,6 +179,32 @@ export async function resetPeakRss(pid: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Waits until a process's RSS has stayed within `toleranceMiB` for `stableMs`, or `timeoutMs`:
+ * after activity V8 keeps its garbage until the memory reducer runs (≈ 8 s later here, dropping
+ * bxchange's RSS by ≈ 150 MiB), so an "idle" RSS read too early is inflated and would hide growth.
+ */
+export async function settleRss(
+  pid: number,
+  options: { stableMs?: number; timeoutMs?: number; toleranceMiB?: number; intervalMs?: number } = {},
+): Promise<{ rss: number; waitedMs: number; settled: boolean }> {
+  const { stableMs = 12_000, timeoutMs = 60_000, toleranceMiB = 1, intervalMs = 500 } = options;
+  const t0 = performance.now();
+  let reference = rssMiB(pid);
+  let since = t0;
+  while (performance.now() - t0 < timeoutMs) {
+    await sleep(intervalMs);
+    const rss = rssMiB(pid);
+    if (Math.abs(rss - reference) > toleranceMiB) {
+      reference = rss;
+      since = performance.now();
+    } else if (performance.now() - since >= stableMs) {
+      return { rss, waitedMs: performance.now() - t0, settled: true };
+    }
+  }
+  return { rss: rssMiB(pid), waitedMs: performance.now() - t0, settled: false };
 }
 
 /** Machine-wide CPU seconds (all cores) since boot: busy and stolen by the hypervisor. */
@@ -348,6 +375,108 @@ export function syncDisks(): void {
   }
 }
 
+// ---------------------------------------------------------------- files
+
+export interface SourceFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** Streams `size` random bytes to `file` (4 MiB at a time, never the whole file in memory), keeping its SHA-256. */
+export async function randomFile(file: string, size: number): Promise<SourceFile> {
+  const handle = await open(file, 'wx');
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(4 * MiB);
+  try {
+    let written = 0;
+    while (written < size) {
+      const chunk = buffer.subarray(0, Math.min(buffer.length, size - written));
+      randomFillSync(chunk);
+      hash.update(chunk);
+      let done = 0;
+      while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
+      written += chunk.length;
+    }
+  } finally {
+    await handle.close();
+  }
+  return { path: file, size, sha256: hash.digest('hex') };
+}
+
+/** Bytes held under `dir` (files only). */
+export async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+/** Removes everything inside `dir` (the folder itself stays). */
+export async function emptyDir(dir: string): Promise<void> {
+  for (const entry of await readdir(dir)) await rm(path.join(dir, entry), { recursive: true, force: true });
+}
+
+/** Free bytes for an unprivileged user on the file system holding `dir`. */
+export async function freeBytes(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  return fs.bavail * fs.bsize;
+}
+
+// ---------------------------------------------------------------- noise control
+
+export interface NoiseControl {
+  /** Foreign CPU (in cores) above which a run counts as disturbed (BENCH_MAX_OTHER_CPU, default 0.2). */
+  maxOther: number;
+  /** Extra attempts of one run when it was disturbed (BENCH_MAX_REPEATS, default 5). */
+  maxRepeats: number;
+  /** Longest wait for an idle machine before a run (BENCH_QUIET_TIMEOUT_S, default 90; 0 = do not wait). */
+  quietTimeoutS: number;
+}
+
+export function noiseControlFromEnv(): NoiseControl {
+  return {
+    maxOther: envNumber('BENCH_MAX_OTHER_CPU', 0.2),
+    maxRepeats: envInt('BENCH_MAX_REPEATS', 5, 0),
+    quietTimeoutS: envInt('BENCH_QUIET_TIMEOUT_S', 90, 0),
+  };
+}
+
+export interface QuietSample {
+  /** Seconds of the measured span and foreign CPU seconds during it (cpuWindow). */
+  seconds: number;
+  otherCpu: number;
+  /** Seconds waited for a quiet machine before the run, and whether it came. */
+  waitedS: number;
+  quietBefore: boolean;
+}
+
+/**
+ * One run under noise control: waits (bounded) for a quiet machine, measures, and measures again
+ * (up to `maxRepeats` times) while other processes used more than `maxOther` cores during the run;
+ * keeps the least disturbed attempt. `repeat: false` waits for quiet but never repeats.
+ */
+export async function measureQuietly<T extends { seconds: number; otherCpu: number }>(
+  control: NoiseControl,
+  measure: () => Promise<T>,
+  log: (sample: T & QuietSample, disturbed: boolean) => void = () => {},
+  repeat = true,
+): Promise<{ kept: T & QuietSample; discarded: Array<T & QuietSample>; keptDisturbed: boolean }> {
+  const load = (s: QuietSample) => s.otherCpu / s.seconds;
+  const attempts: Array<T & QuietSample> = [];
+  for (let attempt = 0; attempt <= (repeat ? control.maxRepeats : 0); attempt++) {
+    const quiet = control.quietTimeoutS > 0 ? await waitForQuiet({ timeoutMs: control.quietTimeoutS * 1000 }) : { waitedMs: 0, quiet: true };
+    const sample = { ...(await measure()), waitedS: quiet.waitedMs / 1000, quietBefore: quiet.quiet };
+    attempts.push(sample);
+    const disturbed = load(sample) > control.maxOther;
+    log(sample, disturbed);
+    if (!disturbed) break;
+  }
+  const kept = attempts.reduce((best, s) => (load(s) < load(best) ? s : best));
+  return { kept, discarded: attempts.filter((s) => s !== kept), keptDisturbed: load(kept) > control.maxOther };
+}
+
 // ---------------------------------------------------------------- results
 
 export interface Extra {
@@ -401,6 +530,20 @@ export interface BenchResult {
   runs?: object[];
   /** Runs measured but left out (e.g. rounds disturbed by other load and repeated). */
   discarded?: object[];
+  /** Absolute goals (not ratios), e.g. "RSS growth < 64 MB", "0 failed uploads"; rendered after the ratios. */
+  checks?: Check[];
+}
+
+/** An absolute figure checked against a goal (or shown for information when `goal` is absent). */
+export interface Check {
+  label: string;
+  value: number;
+  unit: string;
+  /** Human-readable goal, e.g. "< 61.0 MiB (64 MB)", "= 0". */
+  goal?: string;
+  met?: boolean;
+  /** Context shown next to the value, e.g. the baseline's figure. */
+  detail?: string;
 }
 
 export function candidateResult(
@@ -447,11 +590,14 @@ function localDate(d = new Date()): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
 
-/** Appends the result to bench/results/<YYYY-MM-DD>.json (other benchmarks' entries are kept). */
-export async function saveResult(result: BenchResult): Promise<string> {
-  await mkdir(RESULTS_DIR, { recursive: true });
+/**
+ * Appends the result to bench/results/<YYYY-MM-DD>.json (other benchmarks' entries are kept).
+ * `resultsDir` replaces bench/results (tests use a temporary folder).
+ */
+export async function saveResult(result: BenchResult, resultsDir = RESULTS_DIR): Promise<string> {
+  await mkdir(resultsDir, { recursive: true });
   const date = localDate(new Date(result.startedAt));
-  const file = path.join(RESULTS_DIR, `${date}.json`);
+  const file = path.join(resultsDir, `${date}.json`);
   let data: ResultsFile = { date, benchmarks: {} };
   try {
     data = JSON.parse(await readFile(file, 'utf8')) as ResultsFile;
@@ -466,16 +612,16 @@ export async function saveResult(result: BenchResult): Promise<string> {
 }
 
 /** The latest reference result of every benchmark across all results files; another run only when no reference run exists. */
-async function latestResults(): Promise<BenchResult[]> {
+async function latestResults(resultsDir = RESULTS_DIR): Promise<BenchResult[]> {
   let files: string[] = [];
   try {
-    files = (await readdir(RESULTS_DIR)).filter((f) => /^\d{4}-\d{2}-\d{2}\.json$/.test(f)).sort();
+    files = (await readdir(resultsDir)).filter((f) => /^\d{4}-\d{2}-\d{2}\.json$/.test(f)).sort();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const latest = new Map<string, BenchResult>();
   for (const file of files) {
-    const data = JSON.parse(await readFile(path.join(RESULTS_DIR, file), 'utf8')) as ResultsFile;
+    const data = JSON.parse(await readFile(path.join(resultsDir, file), 'utf8')) as ResultsFile;
     for (const [name, runs] of Object.entries(data.benchmarks)) {
       for (const run of runs) {
         const current = latest.get(name);
@@ -528,19 +674,31 @@ export function markdownFor(results: BenchResult[]): string {
       }
       out.push('');
     }
+    if (r.checks !== undefined && r.checks.length > 0) {
+      out.push('| check | value | goal | met |', '|---|---:|---:|---|');
+      for (const c of r.checks) {
+        const value = `**${fmt(c.value, Number.isInteger(c.value) ? 0 : 1)}${c.unit ? ` ${c.unit}` : ''}**${c.detail ? ` (${c.detail})` : ''}`;
+        out.push(`| ${c.label} | ${value} | ${c.goal ?? '–'} | ${c.met === undefined ? '–' : c.met ? 'yes' : '**no**'} |`);
+      }
+      out.push('');
+    }
     for (const note of r.notes) out.push(`- ${note}`);
     if (r.notes.length > 0) out.push('');
   }
   return out.join('\n');
 }
 
-/** Regenerates the results section of BENCHMARKS.md (the text outside the markers is kept). */
-export async function writeBenchmarksMd(): Promise<void> {
-  const results = await latestResults();
+/**
+ * Regenerates the results section of BENCHMARKS.md (the text outside the markers is kept).
+ * `options` replace bench/results and BENCHMARKS.md (tests use temporary ones).
+ */
+export async function writeBenchmarksMd(options: { resultsDir?: string; file?: string } = {}): Promise<void> {
+  const markdownFile = options.file ?? BENCHMARKS_MD;
+  const results = await latestResults(options.resultsDir);
   const section = `${START}\n\n${results.length === 0 ? '_No results yet._\n' : markdownFor(results)}\n${END}`;
   let text: string;
   try {
-    text = await readFile(BENCHMARKS_MD, 'utf8');
+    text = await readFile(markdownFile, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     text = `# Benchmarks\n\n\`npm run bench\` runs every benchmark, \`npm run bench -- <name>\` one.\n\n## Latest results\n\n${START}\n${END}\n`;
@@ -549,5 +707,5 @@ export async function writeBenchmarksMd(): Promise<void> {
   const end = text.indexOf(END);
   const updated =
     start >= 0 && end > start ? `${text.slice(0, start)}${section}${text.slice(end + END.length)}` : `${text.trimEnd()}\n\n## Latest results\n\n${section}\n`;
-  await writeFile(BENCHMARKS_MD, updated);
+  await writeFile(markdownFile, updated);
 }
