@@ -34,7 +34,6 @@ import {
   freeBytes,
   machineInfo,
   measureQuietly,
-  median,
   noiseControlFromEnv,
   onCleanup,
   packageVersion,
@@ -131,17 +130,18 @@ export async function run(): Promise<BenchResult> {
       console.log(`memory: warm-up ${target.name}: RSS ${s.idleRss.toFixed(0)} → peak ${s.peakRss.toFixed(0)} MiB on ${formatBytes(warmup.size)} (not counted)`);
     }
 
-    // samples[case][target] = one Sample per round; rounds alternate the servers case by case.
+    // samples[case][target] = one Sample per run. Case by case (every single-upload size before the
+    // concurrent case, whose burst may leave memory behind), runs alternating the servers.
     const samples = cases.map(() => targets.map((): Sample[] => []));
-    for (let r = 1; r <= runs; r++) {
-      for (const [ci, c] of cases.entries()) {
+    for (const [ci, c] of cases.entries()) {
+      for (let r = 1; r <= runs; r++) {
         for (const [ti, target] of targets.entries()) {
           const { kept } = await measureQuietly(
             control,
             () => runUploads(target, sources.get(c.size)!, c.count, `r${r}`, chunkSize, settleS * 1000),
             (s) =>
               console.log(
-                `memory: round ${r}/${runs} ${c.label.padEnd(20)} ${target.name.padEnd(17)} RSS ${s.idleRss.toFixed(0)} → peak ${s.peakRss.toFixed(0)} MiB ` +
+                `memory: ${c.label.padEnd(20)} run ${r}/${runs} ${target.name.padEnd(17)} RSS ${s.idleRss.toFixed(0)} → peak ${s.peakRss.toFixed(0)} MiB ` +
                   `(+${s.growth.toFixed(1)}), ${s.mbps.toFixed(0)} MB/s in ${s.seconds.toFixed(1)} s, server CPU ${s.serverCpu.toFixed(1)} s, ` +
                   `client peak RSS ${s.clientPeakRss.toFixed(0)} MiB, other CPU ${s.otherCpu.toFixed(1)} s` +
                   (s.failures > 0 ? `, **${s.failures} failed**: ${s.errors.join('; ')}` : '') +
@@ -176,6 +176,9 @@ export async function run(): Promise<BenchResult> {
     );
 
     const checks: Check[] = [];
+    // Runs in the order measured: case by case, run by run.
+    const firstIdle = (ti: number) => samples[0]![ti]![0]!.idleRss;
+    const lastIdle = (ti: number) => samples.at(-1)![ti]!.at(-1)!.idleRss;
     const worst = (ss: Sample[]) => Math.max(...ss.map((s) => s.growth));
     for (const [ci, c] of cases.entries()) {
       for (const [ti, target] of targets.entries()) {
@@ -199,9 +202,17 @@ export async function run(): Promise<BenchResult> {
     const all = samples.flat(2);
     const failures = targets.map((t, ti) => samples.reduce((sum, perCase) => sum + perCase[ti]!.reduce((n, s) => n + s.failures, 0), 0));
     for (const [ti, target] of targets.entries()) {
+      const kept = samples.flatMap((perCase) => perCase[ti]!.map((s) => s.idleRss));
+      checks.push({
+        label: `${target.name}: idle RSS, first → last run (memory kept after runs)`,
+        value: round(lastIdle(ti) - firstIdle(ti), 1),
+        unit: 'MiB',
+        detail: `${firstIdle(ti).toFixed(0)} → ${lastIdle(ti).toFixed(0)} MiB, highest ${Math.max(...kept).toFixed(0)}`,
+      });
+    }
+    for (const [ti, target] of targets.entries()) {
       checks.push({ label: `${target.name}: failed uploads, all runs`, value: failures[ti]!, unit: '', goal: '= 0', met: failures[ti] === 0 });
     }
-    const idleOf = (ti: number) => median(samples.flatMap((perCase) => perCase[ti]!.map((s) => s.idleRss)));
     const single = cases.filter((c) => c.count === 1);
     const bxWorst = single.map((c) => worst(samples[cases.indexOf(c)]![0]!));
     const unsettled = all.filter((s) => !s.settled).length;
@@ -209,12 +220,13 @@ export async function run(): Promise<BenchResult> {
       `Growth = peak RSS (VmHWM, reset with clear_refs just before the run) − RSS at that moment ("idle RSS"); the goal is checked on the worst run of each size (64 MB = ${GOAL_MIB.toFixed(1)} MiB).` +
         ` Before the reset the server's RSS had to stay within 1 MiB for ${settleS} s (V8 frees garbage ≈ 8 s after activity; bxchange's RSS then drops by up to ≈ 150 MiB, and an idle RSS read earlier would hide growth)` +
         (unsettled > 0 ? `; **${unsettled} run(s) started without a settled RSS**` : '; every run started settled') +
-        `. A ${formatBytes(WARMUP_BYTES)} warm-up upload per server precedes the runs.` +
+        `. A ${formatBytes(WARMUP_BYTES)} warm-up upload per server precedes the runs; then case by case (the single sizes first, the concurrent case last), ${runs} run(s) each, alternating the servers.` +
         (single.length > 1 ? ` bxchange's worst growth by size: ${single.map((c, i) => `${c.label} +${bxWorst[i]!.toFixed(1)}`).join(', ')} MiB.` : ''),
       `Client: bench/memory/client.ts, a minimal tus client on node:http (creation POST, then ${chunkSize === null ? 'one PATCH per upload carrying the whole file' : `PATCHes of ${formatBytes(chunkSize)}`}) whose body is an fs.ReadStream piped into the request: the client never holds a file (its own peak RSS is in the table); ` +
         `not tus-js-client, which in Node buffers every finite chunk and takes an unlimited one only from a Buffer. Concurrent uploads start at once, one socket each, no retry.`,
       'Each upload is checked on the server side (bxchange: the envelope shows the file complete with the right size and SHA-256; bare tus: the stored size) and its copy deleted right after the run (bxchange: the drafts are deleted through the API), then `sync`.',
-      `Idle RSS: bxchange ≈ ${idleOf(0).toFixed(0)} MiB (mostly PGlite, the embedded WebAssembly PostgreSQL), bare @tus/server ≈ ${idleOf(1).toFixed(0)} MiB (medians over all runs): the goal is about growth, not this base. ` +
+      `Idle RSS at the first run → the last: ${targets.map((t, ti) => `${t.name} ${firstIdle(ti).toFixed(0)} → ${lastIdle(ti).toFixed(0)} MiB`).join(', ')}. bxchange's base is mostly PGlite (the embedded WebAssembly PostgreSQL); the goal is about growth, not this base. ` +
+        'An idle RSS that rises from run to run is memory a run kept after it ended: it is not counted as growth by the next run, hence the "idle RSS, first → last run" rows. ' +
         'Throughput is shown for context only (no repeat of disturbed runs); the upload and concurrency benchmarks measure it.',
       `Noise: before each run the runner waited up to ${control.quietTimeoutS} s for an idle machine; ${all.filter((s) => !s.quietBefore).length} run(s) started without one. RSS does not depend on other load the way throughput does, so disturbed runs are kept (other CPU is in the table).`,
     ];
