@@ -709,3 +709,25 @@ export async function writeBenchmarksMd(options: { resultsDir?: string; file?: s
     start >= 0 && end > start ? `${text.slice(0, start)}${section}${text.slice(end + END.length)}` : `${text.trimEnd()}\n\n## Latest results\n\n${section}\n`;
   await writeFile(markdownFile, updated);
 }
+
+/** The upload servers of the upload, memory and concurrency benchmarks (bench/upload/server.ts). */
+export const UPLOAD_SERVER = path.join(BENCH_DIR, 'upload', 'server.ts');
+
+/** Starts one of bench/upload/server.ts's servers and waits until it listens. */
+export async function startServer(kind: string, args: string[], env: Record<string, string> = {}): Promise<{ server: JsonChild; base: string }> {
+  const server = spawnJson(UPLOAD_SERVER, [kind, ...args], env);
+  const ready = await server.next((m) => m.ready === true, 120_000);
+  return { server, base: `http://127.0.0.1:${ready.port}` };
+}
+
+/** JSON call to the bxchange API; throws on an unexpected status. */
+export async function api(base: string, token: string, method: string, url: string, body?: unknown, expect = [200, 201, 204]): Promise<any> {
+  const res = await fetch(`${base}/api/v1${url}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  if (!expect.includes(res.status)) throw new Error(`${method} ${url}: ${res.status} ${text.slice(0, 500)}`);
+  return text === '' ? null : JSON.parse(text);
+}

@@ -45,11 +45,16 @@ import {
   waitForQuiet,
   type BenchResult,
   type JsonChild,
+  type SourceFile,
+  api,
+  dirBytes,
+  emptyDir,
+  randomFile,
+  startServer,
 } from './lib.ts';
 
 export const title = 'tus upload throughput (1 GiB, unlimited chunk, loopback)';
 
-const SERVER = path.join(BENCH_DIR, 'upload', 'server.ts');
 const CLIENT = path.join(BENCH_DIR, 'upload', 'client.ts');
 const WARMUP_BYTES = 16 * MiB;
 
@@ -82,63 +87,11 @@ interface Candidate {
   samples: Sample[];
 }
 
-interface SourceFile {
-  path: string;
-  size: number;
-  sha256: string;
-}
 
-/** Streams `size` random bytes to `file` (4 MiB at a time, never the whole file in memory). */
-async function randomFile(file: string, size: number): Promise<SourceFile> {
-  const handle = await open(file, 'wx');
-  const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(4 * MiB);
-  try {
-    let written = 0;
-    while (written < size) {
-      const chunk = buffer.subarray(0, Math.min(buffer.length, size - written));
-      randomFillSync(chunk);
-      hash.update(chunk);
-      let done = 0;
-      while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
-      written += chunk.length;
-    }
-  } finally {
-    await handle.close();
-  }
-  return { path: file, size, sha256: hash.digest('hex') };
-}
 
-/** Bytes held under `dir` (files only). */
-async function dirBytes(dir: string): Promise<number> {
-  let total = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;
-  }
-  return total;
-}
 
-async function emptyDir(dir: string): Promise<void> {
-  for (const entry of await readdir(dir)) await rm(path.join(dir, entry), { recursive: true, force: true });
-}
 
-async function startServer(kind: string, args: string[], env: Record<string, string> = {}): Promise<{ server: JsonChild; base: string }> {
-  const server = spawnJson(SERVER, [kind, ...args], env);
-  const ready = await server.next((m) => m.ready === true, 120_000);
-  return { server, base: `http://127.0.0.1:${ready.port}` };
-}
 
-/** JSON call to the bxchange API; throws on an unexpected status. */
-async function api(base: string, token: string, method: string, url: string, body?: unknown, expect = [200, 201, 204]): Promise<any> {
-  const res = await fetch(`${base}/api/v1${url}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!expect.includes(res.status)) throw new Error(`${method} ${url}: ${res.status} ${text.slice(0, 500)}`);
-  return text === '' ? null : JSON.parse(text);
-}
 
 async function measure(candidate: Candidate, file: SourceFile, label: string): Promise<Omit<Sample, 'waitedS' | 'quietBefore'>> {
   const prepared = await candidate.prepare(file, label);

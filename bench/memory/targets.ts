@@ -30,9 +30,10 @@ import {
   syncDisks,
   type JsonChild,
   type SourceFile,
+  api,
+  startServer,
 } from '../lib.ts';
 
-const SERVER = path.join(BENCH_DIR, 'upload', 'server.ts');
 const CLIENT = path.join(BENCH_DIR, 'memory', 'client.ts');
 
 interface Prepared {
@@ -51,23 +52,7 @@ export interface Target {
   prepare(file: SourceFile, count: number, label: string): Promise<Prepared>;
 }
 
-async function startServer(kind: string, args: string[], env: Record<string, string> = {}): Promise<{ server: JsonChild; base: string }> {
-  const server = spawnJson(SERVER, [kind, ...args], env);
-  const ready = await server.next((m) => m.ready === true, 120_000);
-  return { server, base: `http://127.0.0.1:${ready.port}` };
-}
 
-/** JSON call to the bxchange API; throws on an unexpected status. */
-async function api(base: string, token: string, method: string, url: string, body?: unknown, expect = [200, 201, 204]): Promise<any> {
-  const res = await fetch(`${base}/api/v1${url}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!expect.includes(res.status)) throw new Error(`${method} ${url}: ${res.status} ${text.slice(0, 500)}`);
-  return text === '' ? null : JSON.parse(text);
-}
 
 /**
  * Starts bxchange (embedded default: PGlite in <work>/bxchange/db, blobs in <work>/bxchange/blobs,
