@@ -164,6 +164,14 @@ export const envelopes = pgTable(
     computed: jsonb('computed').notNull().default(sql`'{}'::jsonb`),
     /** The tutelle decision clock of an act (deadlines.ts), when its type has one. */
     clock: jsonb('clock'),
+    /**
+     * The public keys the files must be encrypted for (DESIGN §4c), pinned
+     * when the draft was made: every recipient mailbox's active key and the
+     * sender's own. Each item: {mailbox, fingerprint, keyId,
+     * encryptionKeyIds, publicKey}. A copy, not a reference, so that what the
+     * sender was told to encrypt for never changes under it.
+     */
+    encryptionKeys: jsonb('encryption_keys').notNull().default(sql`'[]'::jsonb`),
     /** When the retention purge removed the files and personal data. */
     purgedAt: timestamp('purged_at', { withTimezone: true, mode: 'date' }),
     /**
@@ -303,4 +311,32 @@ export const mailboxKeys = pgTable(
     index('mailbox_keys_mailbox_idx').on(table.mailboxAddress, table.createdAt),
     check('mailbox_keys_state', sql`${table.state} IN ('active', 'retired')`),
   ],
+);
+
+/**
+ * Browser sessions of the web door (signed in through OpenID Connect, or the
+ * development sign-in of the embedded default). Server-side rows, so that any
+ * node can serve a session and signing out or deactivating a principal ends
+ * it at once; the cookie carries a random secret whose SHA-256 is the id.
+ */
+export const webSessions = pgTable(
+  'web_sessions',
+  {
+    /** SHA-256 (hex) of the cookie's secret. */
+    id: text('id').primaryKey(),
+    principalId: uuid('principal_id')
+      .notNull()
+      .references(() => principals.id),
+    /** The anti-CSRF token bound to this session (sent back in a header on state-changing requests). */
+    csrfToken: text('csrf_token').notNull(),
+    /** How the session was opened: `oidc` or `dev`. */
+    method: text('method').notNull(),
+    /** The ID token, kept only as the `id_token_hint` of an RP-initiated sign-out. */
+    idToken: text('id_token'),
+    ...timestamps,
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [index('web_sessions_principal_idx').on(table.principalId), index('web_sessions_expires_idx').on(table.expiresAt)],
 );
