@@ -34,6 +34,7 @@ export const catalogue = {
   noAccessToken: { status: 401, title: 'No Access Token', type: `${BELGIF}noAccessToken` },
   invalidAccessToken: { status: 401, title: 'Invalid Access Token', type: `${BELGIF}invalidAccessToken` },
   forbidden: { status: 403, title: 'Forbidden' },
+  csrf: { status: 403, title: 'Cross-Site Request Refused' },
   resourceNotFound: { status: 404, title: 'Resource Not Found', type: `${BELGIF}resourceNotFound` },
   methodNotAllowed: { status: 405, title: 'Method Not Allowed' },
   entityExists: { status: 409, title: 'Entity Already Exists' },
@@ -55,6 +56,7 @@ export const catalogue = {
   filePurged: { status: 410, title: 'File Purged' },
   noMailboxKey: { status: 404, title: 'Mailbox Has No Key' },
   noPrivateKey: { status: 404, title: 'No Private Key Deposited' },
+  mailboxWithoutKey: { status: 422, title: 'Mailbox Without Encryption Key' },
 } satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof catalogue;
@@ -67,6 +69,8 @@ export function problemType(code: ErrorCode): string {
 export interface AppErrorOptions {
   issues?: ProblemIssue[];
   cause?: unknown;
+  /** Extension members of the problem (RFC 9457 §3.2), e.g. the keys to re-encrypt for. */
+  extensions?: Record<string, unknown>;
 }
 
 /** A failure with a stable code; its `message` is the human `detail` shown to clients. */
@@ -74,6 +78,7 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly issues: ProblemIssue[] | undefined;
+  readonly extensions: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, detail: string, options: AppErrorOptions = {}) {
     super(detail, options.cause === undefined ? undefined : { cause: options.cause });
@@ -81,6 +86,7 @@ export class AppError extends Error {
     this.code = code;
     this.status = catalogue[code].status;
     this.issues = options.issues;
+    this.extensions = options.extensions;
   }
 }
 
@@ -142,5 +148,7 @@ export function toProblem(err: AppError, instance?: string): Problem {
   };
   if (instance !== undefined) problem.instance = instance;
   if (err.issues && err.issues.length > 0) problem.issues = err.issues;
+  // Extensions never override the standard members.
+  for (const [name, value] of Object.entries(err.extensions ?? {})) if (!(name in problem)) problem[name] = value;
   return problem;
 }

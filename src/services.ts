@@ -12,12 +12,17 @@ import { createEnvelopeRepository } from './db/envelope-repository.ts';
 import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
 import { createKeys, type Keys } from './domain/keys.ts';
 import { createKeyRepository } from './db/key-repository.ts';
+import { createSshKeys, type SshKeys } from './domain/ssh-keys.ts';
+import { createSshKeyRepository } from './db/ssh-key-repository.ts';
+import { OPENPGP_HEADER_BYTES, messageRecipientKeyIds } from './crypto/openpgp-header.ts';
 import { createHygiene, type Hygiene } from './domain/hygiene.ts';
 import { createHygieneRepository } from './db/hygiene-repository.ts';
 import { createExports, type Exports } from './domain/exports.ts';
 import { createExportRepository } from './db/export-repository.ts';
 import { createPurge, type Purge } from './domain/purge.ts';
 import { createPurgeRepository } from './db/purge-repository.ts';
+import { createSessionRepository } from './db/session-repository.ts';
+import { createSessions, type Sessions } from './domain/sessions.ts';
 import { verifyAuditChain, type ChainVerdict } from './db/audit.ts';
 import { createReceiptSigner } from './crypto/cms.ts';
 import { ensureDevPki, type Pki } from './crypto/pki.ts';
@@ -45,6 +50,8 @@ export interface Services {
   envelopeRepository: EnvelopeRepository;
   /** Mailbox OpenPGP keys: active and retired public keys, locked private keys (DESIGN §4c). */
   keys: Keys;
+  /** SSH public keys of principals: the SFTP door's credentials. */
+  sshKeys: SshKeys;
   /** The tus DataStore (S3 or local folder), hashing as bytes arrive. */
   uploadStore: HashingStore;
   hashStates: HashStates;
@@ -53,6 +60,8 @@ export interface Services {
   exports: Exports;
   /** The retention purge (scheduled beside the hygiene sweep). */
   purge: Purge;
+  /** Web sessions of the browser door (sign-in, sign-out, cookie resolution). */
+  sessions: Sessions;
   auditLog: { verify(): Promise<ChainVerdict> };
   pki: Pki;
   clock: Clock;
@@ -114,7 +123,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const directoryRepository = createDirectoryRepository(database.db);
   const directory = createDirectory({ repository: directoryRepository, clock, adminTokenHash });
   const envelopeRepository = createEnvelopeRepository(database.db);
-  const keys = createKeys({ repository: createKeyRepository(database.db), directory: directoryRepository, clock });
+  const keyRepository = createKeyRepository(database.db);
+  const sshKeys = createSshKeys({ repository: createSshKeyRepository(database.db), directory: directoryRepository, clock });
+  const keys = createKeys({ repository: keyRepository, directory: directoryRepository, clock });
   // The development PKI is generated on first start (embedded default) and loaded afterwards;
   // production provides its own files in BXCHANGE_CERTS_DIR (see certs/README.md).
   const pki = overrides.pki ?? (await ensureDevPki(config.certsDir));
@@ -126,6 +137,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     blobStore,
     clock,
     maxUploadBytes: config.maxUploadBytes,
+    keys: keyRepository,
+    readRecipientKeyIds: messageRecipientKeyIds,
+    headerBytes: OPENPGP_HEADER_BYTES,
   });
   const hashStates = createHashStates(database.db);
   const uploadStore = createUploadStore({
@@ -151,6 +165,14 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     clock,
     log: overrides.log ?? { warn: (o, m) => console.warn(m, o), error: (o, m) => console.error(m, o) },
   });
+  const sessions = createSessions({
+    repository: createSessionRepository(database.db),
+    directory: directoryRepository,
+    clock,
+    idleMs: config.sessionIdleMs,
+    maxMs: config.sessionMaxMs,
+    devSignIn: config.devSignIn,
+  });
   return {
     config,
     database,
@@ -160,11 +182,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     envelopes,
     envelopeRepository,
     keys,
+    sshKeys,
     uploadStore,
     hashStates,
     hygiene,
     exports,
     purge,
+    sessions,
     auditLog: { verify: () => verifyAuditChain(database.db) },
     pki,
     clock,

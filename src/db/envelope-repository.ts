@@ -1,6 +1,6 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
 import { and, asc, desc, eq, exists, inArray, isNotNull, isNull, like, lt, or, sql } from 'drizzle-orm';
-import type { EnvelopeRecord, EnvelopeRepository, FileRecord, RecipientRecord, RecipientStatus, Sealer, StoredEvidence } from '../domain/ports.ts';
+import type { EnvelopeRecord, EnvelopeRepository, FileRecord, PinnedKey, RecipientRecord, RecipientStatus, Sealer, StoredEvidence } from '../domain/ports.ts';
 import { ConflictError } from '../errors.ts';
 import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
@@ -23,6 +23,7 @@ function toFile(row: FileRow): FileRecord {
     sha256: row.sha256,
     plaintextSha256: row.plaintextSha256,
     storageKey: row.storageKey,
+    recipientKeyIds: row.recipientKeyIds,
     createdAt: row.createdAt,
     completedAt: row.completedAt,
   };
@@ -68,6 +69,7 @@ function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: File
     computed: (row.computed ?? {}) as Record<string, unknown>,
     clock: row.clock,
     purgedAt: row.purgedAt,
+    encryptionKeys: (row.encryptionKeys ?? []) as PinnedKey[],
     recipients: recipients.map(toRecipient),
     files: fileRows.map(toFile),
   };
@@ -139,6 +141,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
           // Millisecond precision from the clock, so keyset cursors (JS dates) compare exactly.
           createdAt: envelope.createdAt,
           computed: envelope.computed ?? {},
+          encryptionKeys: envelope.encryptionKeys ?? [],
         });
         if (envelope.recipients.length > 0) {
           await tx
@@ -223,8 +226,12 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
             status: 'submitted',
             submittedAt: at,
             ...(changes === undefined ? {} : { deadline: changes.deadline, retainUntil: changes.retainUntil, clock: changes.clock, computed: changes.computed }),
+            ...(changes?.encryption === undefined ? {} : { encryptionKeys: changes.encryption.keys }),
           })
           .where(eq(envelopes.id, id));
+        for (const [fileId, keyIds] of Object.entries(changes?.encryption?.fileKeyIds ?? {})) {
+          await tx.update(files).set({ recipientKeyIds: keyIds }).where(and(eq(files.id, fileId), eq(files.envelopeId, id)));
+        }
         if (changes?.related !== undefined) {
           const related = changes.related;
           await tx.update(envelopes).set({ deadline: related.deadline, clock: related.clock, computed: related.computed }).where(eq(envelopes.id, related.id));
@@ -239,9 +246,10 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
       await audited(audit, undefined, async () => undefined);
     },
 
-    async recordRejection(id, audit, seal) {
+    async recordRejection(id, audit, seal, repin) {
       await audited(audit, undefined, async (tx) => {
-        await tx.select({ id: envelopes.id }).from(envelopes).where(eq(envelopes.id, id)).for('update');
+        const [row] = await tx.select({ status: envelopes.status }).from(envelopes).where(eq(envelopes.id, id)).for('update');
+        if (repin !== undefined && row?.status === 'draft') await tx.update(envelopes).set({ encryptionKeys: repin }).where(eq(envelopes.id, id));
         await appendEvidence(tx, id, seal);
       });
     },

@@ -27,11 +27,15 @@ import {
   type EnvelopeRepository,
   type FileRecord,
   type MailboxListItem,
+  type PinnedKey,
   type RecipientRecord,
   type StoredEvidence,
   type SubmitChanges,
 } from './ports.ts';
 import { submitChanges } from './tutelle-clock.ts';
+
+/** The key ID of a hidden recipient (RFC 9580 §5.1: gpg's --throw-keyids). */
+const WILDCARD_KEY_ID = '0000000000000000';
 
 export const MAX_RECIPIENTS = 100;
 
@@ -80,15 +84,33 @@ export interface SubmitContext {
   issues: ProblemIssue[];
   /** Deadline, retention and computed values the submission will write. */
   changes?: SubmitChanges;
+  /** What the encryption check found: the keys checked (the pins, refreshed) and each file's recipients. */
+  encryption?: NonNullable<SubmitChanges['encryption']>;
+  /** Set when a mailbox rotated its key since the draft: the refusal re-pins the draft to these. */
+  repin?: PinnedKey[];
 }
 
 /** One check of the submission pipeline. Later features add steps (routing, encryption, evidence). */
 export type SubmitStep = (context: SubmitContext) => Promise<void> | void;
 
+/** The active key of a mailbox, as the key repository stores it (domain/keys.ts). */
+export interface ActiveKeyLookup {
+  active(mailbox: string): Promise<{ fingerprint: string; keyId: string; encryptionKeyIds: string[]; publicKey: string; expiresAt: Date | null } | null>;
+}
+
 export interface EnvelopesDeps {
   envelopes: EnvelopeRepository;
   directory: DirectoryRepository;
   blobStore: BlobStore;
+  /** Mailbox keys, to pin at draft creation and re-check at submit (DESIGN §4c). */
+  keys: ActiveKeyLookup;
+  /**
+   * The recipients' key IDs named by a message header (crypto/openpgp-header.ts);
+   * rejects when the bytes are not an OpenPGP encrypted message.
+   */
+  readRecipientKeyIds: (header: Uint8Array) => Promise<string[]>;
+  /** How many leading bytes of a file `readRecipientKeyIds` needs. */
+  headerBytes: number;
   clock: Clock;
   maxUploadBytes: number;
   /** Extra steps appended to the default submission pipeline. */
@@ -189,9 +211,98 @@ function parseMailboxCursor(cursor: string | undefined): { time: Date; id: strin
   throw new ValidationError([{ in: 'query', name: 'cursor', detail: 'The cursor is not one this server issued' }], 'Invalid cursor');
 }
 
+/** A mailbox's key as it can be pinned now, or why it cannot. */
+type KeyLookup = { mailbox: string; pin: PinnedKey } | { mailbox: string; pin: null; why: string };
+
+/** The active, unexpired key of each mailbox (recipients first, the sender last: DESIGN §4c). */
+async function lookUpKeys(keys: ActiveKeyLookup, mailboxes: string[], now: Date): Promise<KeyLookup[]> {
+  return Promise.all(
+    mailboxes.map(async (mailbox): Promise<KeyLookup> => {
+      const key = await keys.active(mailbox);
+      if (key === null) return { mailbox, pin: null, why: `The mailbox ${mailbox} has no encryption key: its members must publish one (bxchange keygen) before files can be sent to it` };
+      if (key.expiresAt !== null && key.expiresAt <= now) {
+        return { mailbox, pin: null, why: `The key of ${mailbox} expired on ${key.expiresAt.toISOString()}: its members must publish a new one` };
+      }
+      return { mailbox, pin: { mailbox, fingerprint: key.fingerprint, keyId: key.keyId, encryptionKeyIds: key.encryptionKeyIds, publicKey: key.publicKey } };
+    }),
+  );
+}
+
+const pinMailboxes = (envelope: Pick<EnvelopeRecord, 'from' | 'recipients'>) => [...envelope.recipients.map((r) => r.address), envelope.from];
+
+/**
+ * The submission's encryption check (DESIGN §4c): each file's OpenPGP header
+ * (its first bytes only, no private key involved) must name every mailbox's
+ * current key. A mailbox that rotated its key since the draft was made is
+ * checked against its new key, and a refusal then carries the new keys and
+ * re-pins the draft, so the sender learns what to re-encrypt for.
+ */
+function encryptionStep(deps: EnvelopesDeps): SubmitStep {
+  return async function filesEncryptedForEveryKey(context) {
+    const { envelope, issues } = context;
+    const lookups = await lookUpKeys(deps.keys, pinMailboxes(envelope), context.now);
+    const pinned = new Map(envelope.encryptionKeys.map((k) => [k.mailbox, k]));
+    const rotated = new Set<string>();
+    for (const lookup of lookups) {
+      if (lookup.pin === null) {
+        issues.push({ name: 'encryptionKeys', value: lookup.mailbox, detail: lookup.why });
+      } else if (pinned.get(lookup.mailbox)?.fingerprint !== lookup.pin.fingerprint) {
+        rotated.add(lookup.mailbox);
+      }
+    }
+    const current = lookups.flatMap((l) => (l.pin === null ? [] : [l.pin]));
+    const fileKeyIds: Record<string, string[]> = {};
+    for (const file of envelope.files) {
+      if (file.completedAt === null) continue; // uploadsComplete reported it
+      const label = `"${file.name}"`;
+      let ids: string[];
+      try {
+        ids = await deps.readRecipientKeyIds(await readHeader(deps.blobStore, file, deps.headerBytes));
+      } catch (err) {
+        if (err instanceof AppError) throw err;
+        issues.push({
+          name: `files/${file.id}`,
+          value: file.name,
+          detail: `${label} is not an OpenPGP message encrypted to public keys: the server accepts only files encrypted for the envelope's encryptionKeys`,
+        });
+        continue;
+      }
+      fileKeyIds[file.id] = ids;
+      for (const key of current) {
+        if (key.encryptionKeyIds.some((id) => ids.includes(id))) continue;
+        const hidden = ids.includes(WILDCARD_KEY_ID) ? ' (it hides its recipients, as gpg --throw-keyids does: the server cannot check it)' : '';
+        const why = rotated.has(key.mailbox) ? `, which rotated its key since the draft was made: re-encrypt for its new key ${key.fingerprint}` : ` (key ${key.fingerprint})`;
+        issues.push({ name: `files/${file.id}`, value: file.name, detail: `${label} is not encrypted for ${key.mailbox}${why}${hidden}` });
+      }
+    }
+    context.encryption = { keys: current, fileKeyIds };
+    if (rotated.size > 0 && issues.length > 0) context.repin = current;
+  };
+}
+
+/** The first `bytes` of a stored file (bounded: never more, whatever the file's size). */
+async function readHeader(blobStore: BlobStore, file: FileRecord, bytes: number): Promise<Uint8Array> {
+  const size = file.size ?? 0;
+  if (size === 0) return new Uint8Array(0);
+  const stream = await blobStore.get(file.storageKey, { start: 0, end: Math.min(size, bytes) - 1 });
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    length += chunk.length;
+    if (length >= bytes) break;
+  }
+  stream.destroy();
+  return Buffer.concat(chunks, Math.min(length, bytes));
+}
+
+/** Pins as clients see them (the draft answer, a refusal after a rotation). */
+export const pinnedKeysView = (keys: PinnedKey[]) =>
+  keys.map((k) => ({ mailbox: k.mailbox, fingerprint: k.fingerprint, keyId: k.keyId, encryptionKeyIds: k.encryptionKeyIds, publicKey: k.publicKey }));
+
 export function createEnvelopes(deps: EnvelopesDeps) {
   const { envelopes, directory, blobStore, clock } = deps;
-  const submitSteps = [...defaultSubmitSteps, ...(deps.submitSteps ?? [])];
+  const submitSteps = [...defaultSubmitSteps, encryptionStep(deps), ...(deps.submitSteps ?? [])];
 
   /** The envelope if the caller may see it, 404 otherwise. */
   async function visibleEnvelope(caller: Caller, id: string): Promise<EnvelopeRecord> {
@@ -278,6 +389,19 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       if (recipients.length === 0) recipientIssues.push({ in: 'body', name: '/to', detail: `A ${type.name} needs at least one recipient` });
       if (recipientIssues.length > 0) throw new ValidationError(recipientIssues, 'The recipients are not valid');
 
+      // 4. Keys: files will be encrypted for every recipient's key and the sender's own (DESIGN §4c);
+      //    a mailbox without a usable key fails the draft now rather than at submit.
+      const lookups = await lookUpKeys(deps.keys, [...recipients, input.from], now);
+      const keyless = lookups.flatMap((lookup) => {
+        if (lookup.pin !== null) return [];
+        const index = to.indexOf(lookup.mailbox);
+        const name = lookup.mailbox === input.from ? '/from' : index >= 0 ? `/to/${index}` : '/to';
+        return [{ in: 'body' as const, name, value: lookup.mailbox, detail: lookup.why }];
+      });
+      if (keyless.length > 0) {
+        throw new AppError('mailboxWithoutKey', keyless.map((i) => i.detail).join('; '), { issues: keyless });
+      }
+
       const id = uuidv7(now.getTime());
       const computed = type.computed?.(input.metadata, { today, senderEntity: { id: sender.id, kind: sender.kind, parent: sender.parent } }) ?? {};
       return envelopes.create(
@@ -291,6 +415,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
           createdBy: caller.type === 'principal' ? caller.principal.id : '',
           createdAt: now,
           recipients,
+          encryptionKeys: lookups.flatMap((l) => (l.pin === null ? [] : [l.pin])),
           computed: checked.warnings.length > 0 ? { ...computed, warnings: checked.warnings } : computed,
         },
         auditOf(caller, 'envelope.create', id, { type: type.name, version: type.version, from: input.from, to: recipients }),
@@ -364,6 +489,18 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       await blobStore.delete(file.storageKey).catch(() => undefined);
     },
 
+    /**
+     * Removes a file from a draft (rows first, then bytes), e.g. to replace it
+     * with one re-encrypted after a key rotation. Only the sender's members
+     * with `send`, only while a draft.
+     */
+    async removeFile(caller: Caller, envelopeId: string, fileId: string): Promise<void> {
+      const envelope = await sendableDraft(caller, envelopeId);
+      const file = envelope.files.find((f) => f.id === fileId);
+      if (file === undefined) throw new NotFoundError('No such file in this envelope');
+      await api.abandonUpload(caller, file);
+    },
+
     /** Looks up an upload's file row by its storage key, for the tus door. */
     async findUpload(caller: Caller, envelopeId: string, fileId: string): Promise<FileRecord> {
       const envelope = await sendableDraft(caller, envelopeId);
@@ -386,16 +523,23 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       for (const step of submitSteps) await step(context);
       if (context.issues.length === 0) {
         const { changes, issues } = await submitChanges(type, envelope, context.today, (other) => envelopes.find(other));
-        context.changes = changes;
+        context.changes = context.encryption === undefined ? changes : { ...changes, encryption: context.encryption };
         context.issues.push(...issues);
       }
       if (context.issues.length > 0) {
         // A refused submission leaves its signed rejection and an audit entry, nothing else.
         const reasons = context.issues;
-        await envelopes.recordRejection(id, auditOf(caller, 'envelope.reject', id, { issues: reasons.map((i) => ({ name: i.name, detail: i.detail })) }), (prev) =>
-          sealEvidence(deps.evidence, envelope, [{ eventType: 'SubmissionRejection', recipient: null, reasons }], context.now, prev),
+        await envelopes.recordRejection(
+          id,
+          auditOf(caller, 'envelope.reject', id, { issues: reasons.map((i) => ({ name: i.name, detail: i.detail })) }),
+          (prev) => sealEvidence(deps.evidence, envelope, [{ eventType: 'SubmissionRejection', recipient: null, reasons }], context.now, prev),
+          context.repin,
         );
-        throw new AppError('envelopeIncomplete', reasons.map((i) => i.detail).join('; '), { issues: reasons });
+        throw new AppError('envelopeIncomplete', reasons.map((i) => i.detail).join('; '), {
+          issues: reasons,
+          // After a key rotation: the keys to re-encrypt for (the draft now pins them too).
+          ...(context.repin === undefined ? {} : { extensions: { encryptionKeys: pinnedKeysView(context.repin) } }),
+        });
       }
       const submitted: EnvelopeRecord = { ...envelope, status: 'submitted', submittedAt: context.now };
       const ok = await envelopes.markSubmitted(

@@ -61,6 +61,8 @@ export interface NewPrincipal {
 
 export interface PrincipalPatch {
   displayName?: string | null;
+  /** The OIDC subject that signs in as this principal (null: none). */
+  oidcSubject?: string | null;
   active?: boolean;
   capabilities?: Capability[];
   memberships?: Membership[];
@@ -166,8 +168,27 @@ export interface FileRecord {
   sha256: string | null;
   plaintextSha256: string | null;
   storageKey: string;
+  /** The encryption (sub)key IDs the file's OpenPGP header names, recorded at submit (null before). */
+  recipientKeyIds: string[] | null;
   createdAt: Date;
   completedAt: Date | null;
+}
+
+/**
+ * A public key a draft's files must be encrypted for (DESIGN §4c): a copy of
+ * a mailbox's active key taken when the draft was made (or re-pinned when a
+ * submission found that the mailbox had rotated its key).
+ */
+export interface PinnedKey {
+  mailbox: string;
+  /** 40 lowercase hex digits. */
+  fingerprint: string;
+  /** The primary key ID, 16 lowercase hex digits. */
+  keyId: string;
+  /** The (sub)key IDs a file's header must name, one of them at least. */
+  encryptionKeyIds: string[];
+  /** Armored public key, to encrypt with. */
+  publicKey: string;
 }
 
 export interface EnvelopeRecord {
@@ -188,6 +209,8 @@ export interface EnvelopeRecord {
   /** The tutelle clock of an act (deadlines.ts). */
   clock: unknown;
   purgedAt: Date | null;
+  /** The keys the files are (to be) encrypted for: recipients' then the sender's. */
+  encryptionKeys: PinnedKey[];
   recipients: RecipientRecord[];
   files: FileRecord[];
 }
@@ -199,6 +222,8 @@ export interface SubmitChanges {
   clock: unknown;
   computed: Record<string, unknown>;
   related?: { id: string; deadline: string | null; clock: unknown; computed: Record<string, unknown> };
+  /** The keys the files were checked against (the pins, refreshed) and each file's recipient key IDs. */
+  encryption?: { keys: PinnedKey[]; fileKeyIds: Record<string, string[]> };
 }
 
 export interface NewEnvelope {
@@ -211,6 +236,8 @@ export interface NewEnvelope {
   createdBy: string;
   createdAt: Date;
   recipients: string[];
+  /** The keys pinned to the draft (empty only for rows seeded outside the domain). */
+  encryptionKeys?: PinnedKey[];
   computed?: Record<string, unknown>;
 }
 
@@ -265,8 +292,11 @@ export interface EnvelopeRepository {
   markAcknowledged(id: string, mailbox: string, at: Date, audit: AuditInput, seal: Sealer): Promise<RecipientRecord | null>;
   /** Appends an audit entry that goes with no state change (a file read). */
   recordAudit(audit: AuditInput): Promise<void>;
-  /** A refused submission: stores only its evidence and audit entry. */
-  recordRejection(id: string, audit: AuditInput, seal: Sealer): Promise<void>;
+  /**
+   * A refused submission: stores only its evidence and audit entry, and,
+   * when a mailbox rotated its key, the refreshed pins (`repin`).
+   */
+  recordRejection(id: string, audit: AuditInput, seal: Sealer, repin?: PinnedKey[]): Promise<void>;
   listEvidence(envelopeId: string): Promise<StoredEvidence[]>;
   /** Submitted envelopes with a running deadline that the mailbox sent or received, by due date. */
   withDeadlines(address: string, limit: number): Promise<EnvelopeRecord[]>;

@@ -28,6 +28,11 @@ export const Problem = Type.Object(
         }),
       ),
     ),
+    encryptionKeys: Type.Optional(
+      Type.Array(Type.Unsafe<Record<string, unknown>>({ type: 'object', additionalProperties: true }), {
+        description: 'After a key rotation: the keys to encrypt for now (the draft pins them too)',
+      }),
+    ),
   },
   { $id: 'Problem', description: 'RFC 9457 problem details' },
 );
@@ -114,6 +119,7 @@ export const PrincipalInput = Type.Object(
 export const PrincipalPatchInput = Type.Object(
   {
     displayName: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 200 }))),
+    oidcSubject: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 255 }))),
     active: Type.Optional(Type.Boolean()),
     capabilities: Type.Optional(Type.Array(Capability, { uniqueItems: true })),
     memberships: Type.Optional(Type.Array(MembershipSchema, { maxItems: 500 })),
@@ -202,8 +208,17 @@ export const FileView = Type.Object({
   size: nullable(Type.Integer()),
   sha256: nullable(Type.String()),
   plaintextSha256: nullable(Type.String()),
+  recipientKeyIds: nullable(Type.Array(Type.String(), { description: 'Encryption (sub)key IDs named by the OpenPGP header, recorded at submit' })),
   complete: Type.Boolean(),
   href: Type.String(),
+});
+
+export const PinnedKeyView = Type.Object({
+  mailbox: Type.String(),
+  fingerprint: Type.String({ pattern: '^[0-9a-f]{40}$' }),
+  keyId: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+  encryptionKeyIds: Type.Array(Type.String({ pattern: '^[0-9a-f]{16}$' })),
+  publicKey: Type.String({ description: 'Armored OpenPGP public key' }),
 });
 
 export const RecipientView = Type.Object({
@@ -229,6 +244,9 @@ export const EnvelopeView = Type.Object({
   purgedAt: nullable(Type.String({ format: 'date-time' })),
   computed: Type.Object({}, { additionalProperties: true, description: 'Values the type derives (never supplied by the client), warnings, flags' }),
   recipients: Type.Array(RecipientView),
+  encryptionKeys: Type.Array(PinnedKeyView, {
+    description: "Encrypt every file for all these keys (the recipients' and the sender's), pinned when the draft was made (DESIGN §4c)",
+  }),
   files: Type.Array(FileView),
   uploadUrl: Type.Optional(Type.String()),
   receipts: Type.Optional(Type.Array(ReceiptRefLazy())),

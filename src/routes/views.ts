@@ -1,6 +1,7 @@
 /** Domain records → JSON shapes of the HTTP contract (DESIGN §5). */
 import type { Entity, Mailbox, Page, Principal, Role, TokenInfo } from '../domain/model.ts';
 import type { EnvelopeRecord, FileRecord, RecipientRecord, StoredEvidence } from '../domain/ports.ts';
+import { pinnedKeysView } from '../domain/envelopes.ts';
 
 export const API = '/api/v1';
 
@@ -68,6 +69,7 @@ export const fileView = (f: FileRecord) => ({
   size: f.size,
   sha256: f.sha256,
   plaintextSha256: f.plaintextSha256,
+  recipientKeyIds: f.recipientKeyIds,
   complete: f.completedAt !== null,
   href: `${API}/envelopes/${f.envelopeId}/files/${f.id}`,
 });
@@ -110,6 +112,7 @@ export const envelopeView = (e: EnvelopeRecord, receipts?: StoredEvidence[]) => 
   purgedAt: iso(e.purgedAt),
   computed: e.computed,
   recipients: e.recipients.map(recipientView),
+  encryptionKeys: pinnedKeysView(e.encryptionKeys),
   files: e.files.map(fileView),
   ...(e.status === 'draft' ? { uploadUrl: `${API}/uploads` } : {}),
   ...(receipts === undefined ? {} : { receipts: receipts.map(receiptRef) }),

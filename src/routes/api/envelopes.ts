@@ -204,6 +204,23 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
     },
   );
 
+  app.delete(
+    '/envelopes/:id/files/:fileId',
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'Remove a file from a draft (e.g. to upload it again encrypted for rotated keys)',
+        params: Type.Object({ id: Uuid, fileId: Uuid }),
+        response: { 204: Type.Null(), ...problemResponses(401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await domain.removeFile(request.caller, request.params.id, request.params.fileId);
+      return reply.code(204).send();
+    },
+  );
+
   app.post(
     '/envelopes/:id/files',
     {
