@@ -217,7 +217,7 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
     },
     async (request, reply) => {
       await domain.removeFile(request.caller, request.params.id, request.params.fileId);
-      return reply.code(204).send();
+      return reply.code(204).send(null);
     },
   );
 
