@@ -5,6 +5,7 @@
  * main.ts assemble the same app.
  */
 import { randomUUID } from 'node:crypto';
+import cookie from '@fastify/cookie';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -13,6 +14,7 @@ import problemHandler from './plugins/problem-handler.ts';
 import { chainPem } from './crypto/pki.ts';
 import api from './routes/api/index.ts';
 import health from './routes/health.ts';
+import web from './routes/web/index.ts';
 import { Problem } from './routes/schemas.ts';
 import type { Services } from './services.ts';
 
@@ -80,6 +82,10 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     strictTransportSecurity: config.tls !== undefined,
   });
   await app.register(problemHandler);
+  // Cookie parsing for the web door's session (bx_session), read by /auth and the /api/v1 hook; no signing secret:
+  // the session cookie is a random secret checked against its row, the sign-in cookie is signed by routes/web.
+  await app.register(cookie);
+  app.decorateRequest('webSession', null);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -104,5 +110,6 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     async (_request, reply) => reply.type('application/x-pem-file').header('cache-control', 'public, max-age=3600').send(chainPem(services.pki)),
   );
   await app.register(api, { prefix: '/api/v1', services });
+  await app.register(web, { services });
   return app;
 }

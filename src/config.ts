@@ -45,6 +45,31 @@ export interface Config {
   sweepIntervalMs: number;
   /** Origins allowed to call the upload endpoint from a browser (CORS); none by default. */
   allowedOrigins: string[];
+  /** The URL users reach the server at (scheme, host, port, no path): redirect URIs and the same-origin check. */
+  publicUrl: string;
+  /** OpenID Connect sign-in of the web door; undefined means not configured. */
+  oidc: OidcConfig | undefined;
+  /**
+   * The development sign-in (pick any principal, no password). Never with
+   * OIDC; on by default only in the embedded default on a loopback address.
+   */
+  devSignIn: boolean;
+  /** A web session unused this long ends (ms). */
+  sessionIdleMs: number;
+  /** A web session ends this long after sign-in, however used (ms). */
+  sessionMaxMs: number;
+  /** The built browser UI (`npm run build:web`), served at `/`. */
+  webDir: string;
+}
+
+export interface OidcConfig {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  /** Where the identity provider sends the browser back: `<PUBLIC_URL>/auth/callback` by default. */
+  redirectUri: string;
+  /** Space-separated scopes asked for; `openid` is always among them. */
+  scope: string;
 }
 
 export class ConfigError extends Error {
@@ -158,6 +183,49 @@ function origins(env: Env, name: string): string[] {
   });
 }
 
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost', '[::1]']);
+
+function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function publicUrlOf(env: Env, host: string, port: number, tls: boolean): string {
+  const given = url(env, 'PUBLIC_URL', ['http:', 'https:']);
+  if (given === undefined) {
+    const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+    return `${tls ? 'https' : 'http'}://${shown}:${port}`;
+  }
+  const parsed = new URL(given);
+  if (parsed.pathname !== '/' || parsed.search !== '' || parsed.hash !== '' || parsed.username !== '' || parsed.password !== '') {
+    throw new ConfigError('PUBLIC_URL', 'must be an origin without path, query or credentials (https://host[:port])');
+  }
+  return parsed.origin;
+}
+
+function oidcConfig(env: Env, publicUrl: string): OidcConfig | undefined {
+  const issuer = url(env, 'OIDC_ISSUER', ['http:', 'https:']);
+  const clientId = read(env, 'OIDC_CLIENT_ID');
+  const clientSecret = read(env, 'OIDC_CLIENT_SECRET');
+  if (issuer === undefined) {
+    for (const name of ['OIDC_CLIENT_ID', 'OIDC_CLIENT_SECRET', 'OIDC_REDIRECT_URI', 'OIDC_SCOPE']) {
+      if (read(env, name) !== undefined) throw new ConfigError(name, 'needs OIDC_ISSUER');
+    }
+    return undefined;
+  }
+  // Plain HTTP only to an identity provider on this machine (tests, a local Keycloak).
+  if (new URL(issuer).protocol === 'http:' && !isLoopback(new URL(issuer).hostname)) {
+    throw new ConfigError('OIDC_ISSUER', 'must use https: (plain http only for a loopback address)');
+  }
+  if (clientId === undefined) throw new ConfigError('OIDC_CLIENT_ID', 'is required with OIDC_ISSUER');
+  // A confidential client: the secret also keys the short-lived sign-in cookie (see routes/web/flow-cookie.ts).
+  if (clientSecret === undefined) throw new ConfigError('OIDC_CLIENT_SECRET', 'is required with OIDC_ISSUER');
+  if (clientSecret.length < 16) throw new ConfigError('OIDC_CLIENT_SECRET', 'must be at least 16 characters long');
+  const redirectUri = url(env, 'OIDC_REDIRECT_URI', ['http:', 'https:']) ?? `${publicUrl}/auth/callback`;
+  const scope = read(env, 'OIDC_SCOPE') ?? 'openid profile';
+  if (!scope.split(/\s+/).includes('openid')) throw new ConfigError('OIDC_SCOPE', 'must include openid');
+  return { issuer, clientId, clientSecret, redirectUri, scope };
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Reads and validates the configuration; throws `ConfigError` naming the first bad variable. */
@@ -175,6 +243,18 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const tls = tlsConfig(env);
+  const publicUrl = publicUrlOf(env, host, port, tls !== undefined);
+  const oidc = oidcConfig(env, publicUrl);
+  // The development sign-in lets anyone be anyone: never beside OIDC, and on by default only where a
+  // newcomer tries the embedded default on their own machine (no DATABASE_URL, loopback address).
+  const devSignInDefault = oidc === undefined && databaseUrl === undefined && isLoopback(host);
+  const devSignIn = boolean(env, 'BXCHANGE_DEV_SIGNIN', devSignInDefault);
+  if (devSignIn && oidc !== undefined) {
+    throw new ConfigError('BXCHANGE_DEV_SIGNIN', 'the development sign-in cannot be enabled while OIDC_ISSUER is configured');
+  }
+  const sessionIdleMs = integer(env, 'BXCHANGE_SESSION_IDLE_MINUTES', 8 * 60, 1, 7 * 24 * 60) * 60_000;
+  const sessionMaxMs = integer(env, 'BXCHANGE_SESSION_MAX_HOURS', 12, 1, 30 * 24) * 3600_000;
   return {
     host,
     port,
@@ -184,12 +264,18 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     certsDir,
     adminToken,
     maxUploadBytes: integer(env, 'BXCHANGE_MAX_UPLOAD_BYTES', 10 * GiB, 1, Number.MAX_SAFE_INTEGER),
-    tls: tlsConfig(env),
+    tls,
     logLevel,
     bodyLimit: integer(env, 'BXCHANGE_BODY_LIMIT', 1024 * 1024, 1024, 64 * 1024 * 1024),
     uploadExpiryMs: integer(env, 'BXCHANGE_UPLOAD_EXPIRY_HOURS', 24, 1, 24 * 365) * 3600_000,
     draftExpiryMs: integer(env, 'BXCHANGE_DRAFT_EXPIRY_DAYS', 30, 1, 3650) * 86400_000,
     sweepIntervalMs: integer(env, 'BXCHANGE_SWEEP_MINUTES', 15, 1, 24 * 60) * 60_000,
     allowedOrigins: origins(env, 'BXCHANGE_ALLOWED_ORIGINS'),
+    publicUrl,
+    oidc,
+    devSignIn,
+    sessionIdleMs,
+    sessionMaxMs,
+    webDir: path.resolve(cwd, read(env, 'BXCHANGE_WEB_DIR') ?? path.join('dist', 'web')),
   };
 }

@@ -252,6 +252,7 @@ const principalCommands: Record<string, Command> = {
     options: {
       'display-name': { type: 'string', arg: 'TEXT', description: "human-readable name ('' clears it)" },
       member: MEMBER,
+      'oidc-subject': { type: 'string', arg: 'SUB', description: "OIDC subject that signs in as this user on the web ('' clears it)" },
       'no-members': { type: 'boolean', description: 'remove every membership' },
       capability: CAPABILITY,
       'no-capabilities': { type: 'boolean', description: 'remove every capability' },
@@ -263,6 +264,7 @@ const principalCommands: Record<string, Command> = {
       const body: Record<string, unknown> = {};
       setIfGiven(body, 'displayName', nullable(str(values, 'display-name')));
       const members = list(values, 'member');
+      setIfGiven(body, 'oidcSubject', nullable(str(values, 'oidc-subject')));
       if (members.length > 0 && values['no-members']) throw usageError('--member and --no-members exclude each other', helpFor);
       if (members.length > 0) body.memberships = members.map((m) => parseMember(m, helpFor));
       if (values['no-members']) body.memberships = [];

@@ -4,7 +4,7 @@ import type { Capability, Entity, EntityKind, Mailbox, Membership, Principal, Pr
 import { DuplicateKeyError, type AuditInput, type ClientCertificateInfo, type DirectoryRepository } from '../domain/ports.ts';
 import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
-import { credentials, entities, mailboxes, memberships, principals } from './schema.ts';
+import { credentials, entities, mailboxes, memberships, principals, webSessions } from './schema.ts';
 
 type EntityRow = typeof entities.$inferSelect;
 type PrincipalRow = typeof principals.$inferSelect;
@@ -242,12 +242,17 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
         if (current === undefined) return false;
         const set: Partial<typeof principals.$inferInsert> = {};
         if (patch.displayName !== undefined) set.displayName = patch.displayName;
+        if (patch.oidcSubject !== undefined) set.oidcSubject = patch.oidcSubject;
         if (patch.capabilities !== undefined) set.capabilities = patch.capabilities;
         if (patch.active !== undefined) {
           set.active = patch.active;
           set.deactivatedAt = patch.active ? null : (current.deactivatedAt ?? at);
         }
         if (Object.keys(set).length > 0) await tx.update(principals).set(set).where(eq(principals.id, id));
+        // Deactivation ends the principal's web sessions for good (a later reactivation does not revive them).
+        if (patch.active === false) {
+          await tx.update(webSessions).set({ revokedAt: at }).where(and(eq(webSessions.principalId, id), isNull(webSessions.revokedAt)));
+        }
         if (patch.memberships !== undefined) {
           await tx.delete(memberships).where(eq(memberships.principalId, id));
           if (patch.memberships.length > 0) {

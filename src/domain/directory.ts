@@ -54,6 +54,7 @@ export interface CreatePrincipalInput {
 
 export interface UpdatePrincipalInput {
   displayName?: string | null;
+  oidcSubject?: string | null;
   active?: boolean;
   capabilities?: Capability[];
   memberships?: Membership[];
@@ -458,7 +459,17 @@ export function createDirectory(deps: DirectoryDeps) {
       const patch: UpdatePrincipalInput = { ...input };
       if (input.memberships !== undefined) patch.memberships = await checkMemberships(input.memberships);
       if (input.capabilities !== undefined) patch.capabilities = [...new Set(input.capabilities)].sort();
-      const updated = await repository.updatePrincipal(id, patch, clock.now(), auditOf(caller, 'principal.update', id, { ...patch }));
+      let updated: Principal | null;
+      try {
+        updated = await repository.updatePrincipal(id, patch, clock.now(), auditOf(caller, 'principal.update', id, { ...patch }));
+      } catch (err) {
+        if (err instanceof DuplicateKeyError && err.constraint.includes('oidc')) {
+          throw new ConflictError('principalExists', 'Another principal already has this oidcSubject', [
+            { in: 'body', name: '/oidcSubject', detail: 'Already used by another principal' },
+          ]);
+        }
+        throw err;
+      }
       if (updated === null) throw new NotFoundError('No such principal');
       return updated;
     },

@@ -78,7 +78,7 @@ export type Caller = (
 };
 
 export interface RequestOrigin {
-  door: 'http' | 'tus' | 'sftp' | 'cli' | 'system';
+  door: 'http' | 'tus' | 'web' | 'sftp' | 'cli' | 'system';
   traceId?: string;
 }
 

@@ -3,7 +3,8 @@
  * encapsulated plugin's onRequest hook, before any body is read, so an
  * anonymous request is refused without reading its payload.
  *
- * Two credentials: a bearer token (`Authorization: Bearer …`), or, when the
+ * Three credentials: the web session cookie (`bx_session`, see
+ * routes/web/session-cookie.ts) when there is no Authorization header; a bearer token (`Authorization: Bearer …`), or, when the
  * server runs HTTPS with `TLS_CLIENT_CA` and the request carries no
  * Authorization header, the TLS client certificate of a machine principal.
  * The TLS layer requests a certificate but accepts the handshake without a
@@ -18,6 +19,7 @@ import { certificateFingerprint } from '../../crypto/pki.ts';
 import { AppError } from '../../errors.ts';
 import type { Caller } from '../../domain/model.ts';
 import type { Services } from '../../services.ts';
+import { authenticateSession, sessionCookieOf } from '../web/session-cookie.ts';
 import entities from './entities.ts';
 import envelopes from './envelopes.ts';
 import mailboxes from './mailboxes.ts';
@@ -60,11 +62,18 @@ async function authenticateClientCertificate(request: FastifyRequest, directory:
 }
 
 export default async function api(app: FastifyInstance, opts: { services: Services }): Promise<void> {
-  const { directory } = opts.services;
+  const { directory, sessions, config } = opts.services;
   const clientCertificates = opts.services.config.tls?.clientCaFile !== undefined;
   app.decorateRequest('caller', null as never);
   app.addHook('onRequest', async (request) => {
     const header = request.headers.authorization;
+    // The browser's session cookie counts only without an Authorization header (a bearer token always wins);
+    // state-changing requests with it need the session's X-CSRF-Token (see routes/web/session-cookie.ts).
+    const session = header === undefined ? sessionCookieOf(request) : undefined;
+    if (session !== undefined) {
+      request.caller = await authenticateSession(request, sessions, config, session);
+      return;
+    }
     const caller =
       header === undefined && clientCertificates
         ? await authenticateClientCertificate(request, directory)

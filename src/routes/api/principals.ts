@@ -75,7 +75,7 @@ export default async function principals(fastify: FastifyInstance, { services }:
       schema: {
         tags,
         security,
-        summary: 'Change memberships (replaced as a whole), capabilities, or deactivate (admin)',
+        summary: 'Change memberships (replaced as a whole), capabilities, the OIDC subject, or deactivate (admin)',
         params: IdParams,
         body: PrincipalPatchInput,
         response: { 200: PrincipalView, ...problemResponses(400, 401, 403, 404) },
