@@ -4,6 +4,13 @@
  * another, the recipients read and acknowledge it, and everyone else sees
  * nothing. Real services (database, blob store), no mocks; every refusal is
  * an application/problem+json answer that leaves the stored data unchanged.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): every mailbox of the seed
+ * publishes a key, and every file that is submitted is real OpenPGP
+ * ciphertext for the keys its draft pins (`encryptFor(draftKeys(draft), …)`);
+ * downloads are compared with the ciphertext uploaded and decrypted with a
+ * recipient's key. Files that are never submitted (refused forms, the empty
+ * file, deleted drafts) may stay plain bytes.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -16,6 +23,7 @@ import { envelopeRecipients, envelopes as envelopesTable } from '../../src/db/sc
 import { uuidv7 } from '../../src/domain/ids.ts';
 import { json, problem } from '../helpers/problem.ts';
 import { forEachBackend, startApp, type TestApp } from '../helpers/backends.ts';
+import { decryptWith, draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const API = '/api/v1';
 const NOT_FOUND = 'urn:problem-type:belgif:resourceNotFound';
@@ -76,7 +84,17 @@ async function seed(api: TestApp) {
     const token = await post(`${API}/principals/${p.id}/tokens`, {});
     return { id: p.id as string, token: token.token as string };
   };
+  // Every mailbox publishes a key: a draft needs one for each recipient and for its sender.
+  const keys = await publishKeys(api, [
+    'secretariat@ixelles',
+    'archives@ixelles',
+    'secretariat@uccle',
+    'urbanisme@uccle',
+    'archives@uccle',
+    'secretariat@schaerbeek',
+  ]);
   return {
+    keys,
     /** read + send on secretariat@ixelles: the sender. */
     sender: await principal('ixelles-sender', [
       { mailbox: 'secretariat@ixelles', roles: ['read', 'send'] },
@@ -145,11 +163,21 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
 
   const auditAtStart = await auditCount();
 
-  // The main envelope of the suite and its files.
-  const letter = Buffer.concat([Buffer.from('-----BEGIN PGP MESSAGE-----\n'), randomBytes(100_000)]);
-  // Larger than an S3 multipart part (5 MiB), so ranges cross part boundaries.
-  const annex = randomBytes(6 * 1024 * 1024 + 123);
-  const passwdBytes = Buffer.from('root:x:0:0:not really:/root:/bin/sh\n');
+  /** `plaintext` encrypted for the keys `draft` pins (its recipients' and its sender's). */
+  const cipher = (draft: any, plaintext: Uint8Array | string) => encryptFor(draftKeys(draft), plaintext);
+  /** Asserts that the holder of `address`'s key decrypts `ciphertext` into `plaintext`. */
+  const decrypts = async (t: Test, address: string, ciphertext: Buffer, plaintext: Buffer, what: string) =>
+    t.ok((await decryptWith(s.keys.get(address)!, ciphertext)).equals(plaintext), `${what}: ${address} decrypts the original plaintext`);
+
+  // The main envelope of the suite and its files: their plaintexts now, their ciphertexts
+  // (for the keys the draft pins) once the draft exists.
+  const letterPlain = randomBytes(100_000);
+  // Larger than an S3 multipart part (5 MiB), so ranges of its ciphertext cross part boundaries.
+  const annexPlain = randomBytes(6 * 1024 * 1024 + 123);
+  const passwdPlain = Buffer.from('root:x:0:0:not really:/root:/bin/sh\n');
+  let letter: Buffer;
+  let annex: Buffer;
+  let passwdBytes: Buffer;
   let main: any;
   let files: Record<string, any> = {};
 
@@ -172,6 +200,14 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
       href: `${API}/envelopes/${main.id}`,
     });
     t.same(main.recipients.map((r: any) => [r.address, r.status]), [['secretariat@uccle', 'pending'], ['urbanisme@uccle', 'pending']]);
+    t.same(
+      main.encryptionKeys.map((k: any) => [k.mailbox, k.fingerprint]),
+      ['secretariat@uccle', 'urbanisme@uccle', 'secretariat@ixelles'].map((a) => [a, s.keys.get(a)!.fingerprint]),
+      "the draft pins the recipients' keys and the sender's",
+    );
+    letter = await cipher(main, letterPlain);
+    annex = await cipher(main, annexPlain);
+    passwdBytes = await cipher(main, passwdPlain);
     t.equal((await get(main.id, s.reader.token)).statusCode, 200, 'a read-only member of the sender mailbox sees the draft');
     problem(t, await get(main.id, s.recipient.token), 404, NOT_FOUND);
     problem(t, await get(main.id, s.outsider.token), 404, NOT_FOUND);
@@ -201,7 +237,7 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     const auditBefore = await auditCount();
     const res = await upload(api, s.sender.token, main.id, [
       { name: 'role', value: 'letter' },
-      { name: 'plaintextSha256', value: sha256('the plaintext').toUpperCase() },
+      { name: 'plaintextSha256', value: sha256(letterPlain).toUpperCase() },
       { name: 'file', filename: 'lettre.pdf.gpg', type: 'application/pgp-encrypted', data: letter },
       { name: 'file', filename: 'Délibération annexe 2026.pdf.gpg', data: annex },
       { name: 'file', filename: '../../etc/passwd', type: 'text/plain', data: passwdBytes },
@@ -210,7 +246,7 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     const stored = json(res).files;
     t.equal(stored.length, 3);
     files = { letter: stored[0], annex: stored[1], passwd: stored[2] };
-    t.match(files.letter, { name: 'lettre.pdf.gpg', mediaType: 'application/pgp-encrypted', role: 'letter', size: letter.length, sha256: sha256(letter), plaintextSha256: sha256('the plaintext'), complete: true });
+    t.match(files.letter, { name: 'lettre.pdf.gpg', mediaType: 'application/pgp-encrypted', role: 'letter', size: letter.length, sha256: sha256(letter), plaintextSha256: sha256(letterPlain), complete: true });
     t.match(files.annex, { name: 'Délibération annexe 2026.pdf.gpg', mediaType: 'application/octet-stream', role: null, size: annex.length, sha256: sha256(annex), plaintextSha256: null, complete: true });
     t.match(files.passwd, { name: 'passwd', size: passwdBytes.length, sha256: sha256(passwdBytes), role: null });
     for (const f of stored) t.equal(f.href, `${API}/envelopes/${main.id}/files/${f.id}`);
@@ -284,7 +320,7 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     t.match(await rejections(empty.id), [{ eventType: 'SubmissionRejection', envelopeId: empty.id, eventReasons: [{ name: 'files' }] }], 'a signed rejection');
 
     const partial = await createDraft();
-    t.equal((await upload(api, s.sender.token, partial.id, [{ name: 'file', filename: 'complete.bin', data: randomBytes(10) }])).statusCode, 201);
+    t.equal((await upload(api, s.sender.token, partial.id, [{ name: 'file', filename: 'complete.bin', data: await cipher(partial, randomBytes(10)) }])).statusCode, 201);
     // An upload begun (as tus creation does) but never finished.
     const caller = await api.services.directory.authenticate(s.sender.token);
     const pending = await api.services.envelopes.beginUpload(caller, { envelopeId: partial.id, filename: 'budget-2026.pdf.gpg', size: 4096 });
@@ -293,6 +329,7 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     const incomplete = problem(t, await api.call('POST', `${API}/envelopes/${partial.id}/submit`, { token: s.sender.token }), 422, INCOMPLETE);
     t.match(incomplete.detail, /budget-2026\.pdf\.gpg/, 'the detail names the file');
     t.match(incomplete.issues, [{ name: `files/${pending.id}`, value: 'budget-2026.pdf.gpg' }]);
+    t.equal(incomplete.issues.length, 1, 'the complete file (ciphertext for every pinned key) raises nothing');
     problem(t, await api.call('GET', `${API}/envelopes/${partial.id}/files/${pending.id}`, { token: s.sender.token }), 409, 'urn:problem-type:bxchange:conflict');
 
     problem(t, await api.call('POST', `${API}/envelopes/${partial.id}/submit`, { token: s.reader.token }), 403, FORBIDDEN);
@@ -306,10 +343,11 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
 
     // Invalid metadata that slipped in (e.g. an older schema) is caught at submit too.
     const stale = await createDraft({ to: ['secretariat@uccle'] });
-    await upload(api, s.sender.token, stale.id, [{ name: 'file', filename: 'a.bin', data: randomBytes(10) }]);
+    await upload(api, s.sender.token, stale.id, [{ name: 'file', filename: 'a.bin', data: await cipher(stale, randomBytes(10)) }]);
     await exec(`UPDATE envelopes SET metadata = '{"reference":"R"}'::jsonb WHERE id = '${stale.id}'`);
     const invalid = problem(t, await api.call('POST', `${API}/envelopes/${stale.id}/submit`, { token: s.sender.token }), 422, INCOMPLETE);
     t.match(invalid.issues, [{ name: '/metadata/subject' }]);
+    t.equal(invalid.issues.length, 1, 'only the metadata: its file is ciphertext for every pinned key');
     t.equal((await api.services.envelopeRepository.find(stale.id))!.status, 'draft');
   });
 
@@ -428,14 +466,15 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     const dl = (file: any, token: string, headers: Record<string, string> = {}) => api.call('GET', file.href, { token, headers });
     const before = await snapshot(main.id);
 
-    for (const [key, bytes] of [['letter', letter], ['annex', annex], ['passwd', passwdBytes]] as const) {
+    for (const [key, bytes, plaintext] of [['letter', letter, letterPlain], ['annex', annex, annexPlain], ['passwd', passwdBytes, passwdPlain]] as const) {
       const res = await dl(files[key], s.sender.token);
       t.equal(res.statusCode, 200);
-      t.equal(sha256(res.rawPayload), sha256(bytes), `${key}: the bytes downloaded are the bytes uploaded`);
+      t.equal(sha256(res.rawPayload), sha256(bytes), `${key}: the bytes downloaded are the ciphertext uploaded`);
       t.equal(res.headers.etag, `"${sha256(bytes)}"`, 'ETag is the quoted SHA-256');
       t.equal(Number(res.headers['content-length']), bytes.length);
       t.equal(res.headers['accept-ranges'], 'bytes');
       t.match(res.headers['content-disposition'], /^attachment; filename="/);
+      await decrypts(t, 'secretariat@uccle', res.rawPayload, plaintext, `${key} (the bytes the sender downloaded)`);
     }
     const disposition = (await dl(files.annex, s.sender.token)).headers['content-disposition'] as string;
     t.match(disposition, `filename*=UTF-8''${encodeURIComponent('Délibération annexe 2026.pdf.gpg')}`);
@@ -509,12 +548,14 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     res = await dl(files.letter, s.recipient.token);
     t.equal(res.statusCode, 200);
     t.equal(sha256(res.rawPayload), sha256(letter), 'the recipient gets the exact bytes');
+    await decrypts(t, 'secretariat@uccle', res.rawPayload, letterPlain, 'letter');
     const again = json(await get(main.id, s.recipient.token)).recipients.find((r: any) => r.address === 'secretariat@uccle');
     t.equal(again.retrievedAt, first.retrievedAt, 'only the first download counts');
 
     res = await dl(files.passwd, s.urbanisme.token);
     t.equal(res.statusCode, 200);
     t.ok(res.rawPayload.equals(passwdBytes));
+    await decrypts(t, 'urbanisme@uccle', res.rawPayload, passwdPlain, 'passwd');
     t.same(await statuses(main.id), { 'secretariat@uccle': 'retrieved', 'urbanisme@uccle': 'retrieved' });
   });
 
@@ -558,7 +599,7 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
 
   t.test('acknowledging a delivered envelope that was never downloaded also records its retrieval', async (t) => {
     const draft = await createDraft({ to: ['urbanisme@uccle'] });
-    await upload(api, s.sender.token, draft.id, [{ name: 'file', filename: 'note.bin', data: randomBytes(64) }]);
+    t.equal((await upload(api, s.sender.token, draft.id, [{ name: 'file', filename: 'note.bin', data: await cipher(draft, randomBytes(64)) }])).statusCode, 201);
     problem(t, await api.call('POST', `${API}/envelopes/${draft.id}/acknowledge`, { token: s.urbanisme.token }), 404, NOT_FOUND);
     problem(t, await api.call('POST', `${API}/envelopes/${draft.id}/acknowledge`, { token: s.sender.token }), 403, FORBIDDEN);
     t.equal((await api.call('POST', `${API}/envelopes/${draft.id}/submit`, { token: s.sender.token })).statusCode, 200);
@@ -699,7 +740,8 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
 
   t.test('send without read: a member may create, upload and submit, but not download or list', async (t) => {
     const draft = await createDraft({ to: ['urbanisme@uccle'] }, s.courier.token);
-    const res = await upload(api, s.courier.token, draft.id, [{ name: 'file', filename: 'courrier.bin', data: randomBytes(256) }]);
+    const courrier = randomBytes(256);
+    const res = await upload(api, s.courier.token, draft.id, [{ name: 'file', filename: 'courrier.bin', data: await cipher(draft, courrier) }]);
     t.equal(res.statusCode, 201);
     const [file] = json(res).files;
     problem(t, await api.call('GET', file.href, { token: s.courier.token }), 403, FORBIDDEN);
@@ -711,6 +753,7 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     const got = await api.call('GET', file.href, { token: s.urbanisme.token });
     t.equal(got.statusCode, 200);
     t.equal(sha256(got.rawPayload), file.sha256);
+    await decrypts(t, 'urbanisme@uccle', got.rawPayload, courrier, 'courrier.bin');
     t.same(await statuses(draft.id), { 'urbanisme@uccle': 'retrieved' });
   });
 
