@@ -21,6 +21,17 @@ export interface TlsConfig {
   clientCaFile: string | undefined;
 }
 
+export interface SftpConfig {
+  host: string;
+  port: number;
+  /** The server's Ed25519 host key (OpenSSH format), generated on first start. */
+  hostKeyFile: string;
+  /** A session with no request for this long is closed (ms). */
+  idleTimeoutMs: number;
+  /** Concurrent SFTP sessions per principal on one node. */
+  maxSessionsPerPrincipal: number;
+}
+
 export interface Config {
   host: string;
   port: number;
@@ -34,6 +45,8 @@ export interface Config {
   adminToken: string | undefined;
   maxUploadBytes: number;
   tls: TlsConfig | undefined;
+  /** The SFTP door (SFTP_PORT); undefined means off. */
+  sftp: SftpConfig | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Largest JSON request body accepted (bytes). */
   bodyLimit: number;
@@ -228,6 +241,22 @@ function oidcConfig(env: Env, publicUrl: string): OidcConfig | undefined {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+function sftpConfig(env: Env, host: string, certsDir: string): SftpConfig | undefined {
+  if (read(env, 'SFTP_PORT') === undefined) {
+    for (const name of ['SFTP_HOST', 'SFTP_IDLE_TIMEOUT_SECONDS', 'SFTP_MAX_SESSIONS']) {
+      if (read(env, name) !== undefined) throw new ConfigError(name, 'needs SFTP_PORT (the SFTP door is off without it)');
+    }
+    return undefined;
+  }
+  return {
+    host: read(env, 'SFTP_HOST') ?? host,
+    port: integer(env, 'SFTP_PORT', 0, 0, 65535),
+    hostKeyFile: path.join(certsDir, 'sftp-host-ed25519.key'),
+    idleTimeoutMs: integer(env, 'SFTP_IDLE_TIMEOUT_SECONDS', 600, 10, 86400) * 1000,
+    maxSessionsPerPrincipal: integer(env, 'SFTP_MAX_SESSIONS', 8, 1, 1000),
+  };
+}
+
 /** Reads and validates the configuration; throws `ConfigError` naming the first bad variable. */
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const host = read(env, 'HOST') ?? '127.0.0.1';
@@ -265,6 +294,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     adminToken,
     maxUploadBytes: integer(env, 'BXCHANGE_MAX_UPLOAD_BYTES', 10 * GiB, 1, Number.MAX_SAFE_INTEGER),
     tls,
+    sftp: sftpConfig(env, host, certsDir),
     logLevel,
     bodyLimit: integer(env, 'BXCHANGE_BODY_LIMIT', 1024 * 1024, 1024, 64 * 1024 * 1024),
     uploadExpiryMs: integer(env, 'BXCHANGE_UPLOAD_EXPIRY_HOURS', 24, 1, 24 * 365) * 3600_000,

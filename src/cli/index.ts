@@ -40,6 +40,7 @@ import {
 import { exchangeCommands } from './exchange.ts';
 import { seedCommands } from './seed.ts';
 import { adminCommands } from './admin.ts';
+import { sshKeyCommands } from './ssh-keys.ts';
 import { auditCommands } from './audit.ts';
 import { verifyReceiptCommand } from './verify-receipt.ts';
 import { keygenCommand } from './keygen.ts';
@@ -395,7 +396,7 @@ const groups: Record<string, { summary: string; commands: Record<string, Command
   mailbox: { summary: 'mailboxes name@entity', commands: mailboxCommands },
   principal: { summary: 'users and machines, their memberships and capabilities', commands: principalCommands },
   token: { summary: 'bearer tokens of principals', commands: tokenCommands },
-  admin: { summary: 'TLS client certificates of machine principals (mutual TLS)', commands: adminCommands },
+  admin: { summary: 'TLS client certificates (mutual TLS) and SSH keys (SFTP) of principals', commands: { ...adminCommands, ...sshKeyCommands } },
   audit: { summary: 'the audit hash chain and its signed checkpoints (opens the database directly)', commands: auditCommands, local: true },
   seed: { summary: 'reference data of the directory (opens the database directly)', commands: seedCommands, local: true },
 };

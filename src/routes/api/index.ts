@@ -31,6 +31,7 @@ import exportsRoutes from './exports.ts';
 import pki from './pki.ts';
 import envelopeTypes from './envelope-types.ts';
 import keys from './keys.ts';
+import sshKeys from './ssh-keys.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -93,4 +94,5 @@ export default async function api(app: FastifyInstance, opts: { services: Servic
   await app.register(exportsRoutes, services);
   await app.register(envelopeTypes, services);
   await app.register(keys, services);
+  await app.register(sshKeys, services);
 }
