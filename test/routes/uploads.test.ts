@@ -3,6 +3,13 @@
  * on a port), on both stores: resumption after the client is killed, after a
  * server restart, the checksum extension with raw PATCH requests, limits and
  * authorisation.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): the seed's mailboxes
+ * publish keys, and the uploaded files are real OpenPGP ciphertext for the
+ * keys the draft pins (openpgp.js, encrypted once into a temp file); the
+ * server's SHA-256 is compared with the ciphertext file's, and a completed
+ * upload is then submitted, so the server's encryption check accepts what
+ * the resumed or checksummed transfer stored.
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,6 +18,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import t, { type Test } from 'tap';
 import { forEachBackend, startApp, tempDir, type TestApp } from '../helpers/backends.ts';
+import { draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const CLIENT = path.join(import.meta.dirname, '../helpers/tus-client.ts');
 
@@ -52,17 +60,23 @@ async function setup(current: () => TestApp) {
   const stranger = await post('/api/v1/principals', { name: 'evere-bo', kind: 'machine', memberships: [{ mailbox: 'secretariat@evere', roles: ['read', 'send'] }] });
   const senderToken = (await post(`/api/v1/principals/${sender.id}/tokens`, {})).token as string;
   const strangerToken = (await post(`/api/v1/principals/${stranger.id}/tokens`, {})).token as string;
-  const draft = async () =>
-    (await post('/api/v1/envelopes', { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle'], metadata: { subject: 'Budget 2027' } }, senderToken)).id as string;
+  // A draft needs a key for each recipient and for its sender.
+  await publishKeys(current(), ['secretariat@ixelles', 'secretariat@uccle', 'secretariat@evere']);
+  /** A new draft: its id and the armored keys it pins (what its files must be encrypted for). */
+  const draft = async (): Promise<{ id: string; keys: string[] }> => {
+    const created = await post('/api/v1/envelopes', { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle'], metadata: { subject: 'Budget 2027' } }, senderToken);
+    return { id: created.id as string, keys: draftKeys(created) };
+  };
   return { senderToken, strangerToken, draft };
 }
 
-async function randomFile(t: Test, size: number): Promise<{ file: string; sha256: string }> {
+/** `plainSize` random bytes encrypted for `keys`, written once to a temp file: its path, size and SHA-256. */
+async function cipherFile(t: Test, keys: string[], plainSize: number): Promise<{ file: string; size: number; sha256: string }> {
   const dir = await tempDir(t, 'bx-upload-');
-  const data = randomBytes(size);
+  const data = await encryptFor(keys, randomBytes(plainSize));
   const file = path.join(dir, 'act.pdf.gpg');
   await writeFile(file, data);
-  return { file, sha256: createHash('sha256').update(data).digest('hex') };
+  return { file, size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
 async function listen(api: TestApp): Promise<string> {
@@ -77,6 +91,12 @@ async function envelopeFile(base: string, token: string, envelopeId: string): Pr
   return body.files[0];
 }
 
+/** Submits the envelope: its status and body (the server checks each file's OpenPGP header). */
+async function submit(base: string, token: string, envelopeId: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}/api/v1/envelopes/${envelopeId}/submit`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: await res.json() };
+}
+
 forEachBackend(t, 'tus uploads', async (suite, parts) => {
   const t = suite;
   const backend = await parts();
@@ -85,8 +105,8 @@ forEachBackend(t, 'tus uploads', async (suite, parts) => {
   let base = await listen(api);
 
   t.test('a 50 MB upload killed half-way resumes with a new client and the server hash matches the file', async (t) => {
-    const { file, sha256 } = await randomFile(t, 50 * 1024 * 1024);
-    const envelopeId = await s.draft();
+    const { id: envelopeId, keys } = await s.draft();
+    const { file, size, sha256 } = await cipherFile(t, keys, 50 * 1024 * 1024);
     const first = runClient([`${base}/api/v1/uploads`, s.senderToken, file, envelopeId], (e) => e.event === 'progress' && e.sent > 25 * 1024 * 1024);
     await first.done;
     const url = first.events.find((e) => e.event === 'url')?.url;
@@ -94,7 +114,7 @@ forEachBackend(t, 'tus uploads', async (suite, parts) => {
     t.notOk(first.events.some((e) => e.event === 'success'), 'the first client died before finishing');
     const head = await fetch(new URL(url, base), { method: 'HEAD', headers: { authorization: `Bearer ${s.senderToken}`, 'tus-resumable': '1.0.0' } });
     const offset = Number(head.headers.get('upload-offset'));
-    t.ok(offset > 0 && offset < 50 * 1024 * 1024, `stored part of it (${offset} bytes)`);
+    t.ok(offset > 0 && offset < size, `stored part of it (${offset} bytes)`);
     const [envelopePart, filePart] = new URL(url, base).pathname.split('/').pop()!.split('.');
     const saved = await api.services.hashStates.load(`envelopes/${envelopePart}/${filePart}`);
     if (backend.name === 'embedded') {
@@ -110,15 +130,17 @@ forEachBackend(t, 'tus uploads', async (suite, parts) => {
     const progress = second.events.filter((e) => e.event === 'progress');
     t.ok(progress.length > 0 && progress[0].sent >= offset, 'it resumed rather than restarting');
     const stored = await envelopeFile(base, s.senderToken, envelopeId);
-    t.equal(stored.sha256, sha256, 'server SHA-256 = file SHA-256');
-    t.equal(stored.size, 50 * 1024 * 1024);
+    t.equal(stored.sha256, sha256, 'server SHA-256 = ciphertext file SHA-256');
+    t.equal(stored.size, size);
     t.equal(stored.complete, true);
     t.equal(stored.name, 'act.pdf.gpg');
+    const submitted = await submit(base, s.senderToken, envelopeId);
+    t.equal(submitted.status, 200, `the resumed ciphertext passes the encryption check: ${JSON.stringify(submitted.body.issues ?? null)}`);
   });
 
   t.test('an upload resumes after a server restart in the middle', async (t) => {
-    const { file, sha256 } = await randomFile(t, 20 * 1024 * 1024);
-    const envelopeId = await s.draft();
+    const { id: envelopeId, keys } = await s.draft();
+    const { file, sha256 } = await cipherFile(t, keys, 20 * 1024 * 1024);
     const first = runClient([`${base}/api/v1/uploads`, s.senderToken, file, envelopeId, '-', String(4 * 1024 * 1024)], (e) => e.event === 'progress' && e.sent >= 9 * 1024 * 1024);
     await first.done;
     const url = first.events.find((e) => e.event === 'url')?.url;
@@ -129,12 +151,14 @@ forEachBackend(t, 'tus uploads', async (suite, parts) => {
     const second = runClient([`${base}/api/v1/uploads`, s.senderToken, file, envelopeId, new URL(new URL(url).pathname, base).href, String(4 * 1024 * 1024)]);
     t.equal(await second.done, 0, JSON.stringify(second.events.filter((e) => e.event !== 'progress')));
     const stored = await envelopeFile(base, s.senderToken, envelopeId);
-    t.equal(stored.sha256, sha256);
+    t.equal(stored.sha256, sha256, 'server SHA-256 = ciphertext file SHA-256');
+    const submitted = await submit(base, s.senderToken, envelopeId);
+    t.equal(submitted.status, 200, `submitted after the restart: ${JSON.stringify(submitted.body.issues ?? null)}`);
   });
 
   t.test('checksum extension: a corrupted chunk gets 460 and leaves the offset; the right chunk then succeeds', async (t) => {
-    const envelopeId = await s.draft();
-    const data = randomBytes(3 * 1024 * 1024);
+    const { id: envelopeId, keys } = await s.draft();
+    const data = await encryptFor(keys, randomBytes(3 * 1024 * 1024));
     const auth = { authorization: `Bearer ${s.senderToken}`, 'tus-resumable': '1.0.0' };
     const options = await fetch(`${base}/api/v1/uploads`, { method: 'OPTIONS', headers: auth });
     t.match(options.headers.get('tus-extension'), /checksum/);
@@ -165,10 +189,12 @@ forEachBackend(t, 'tus uploads', async (suite, parts) => {
     t.equal(last.status, 204);
     const stored = await envelopeFile(base, s.senderToken, envelopeId);
     t.equal(stored.sha256, createHash('sha256').update(data).digest('hex'));
+    const submitted = await submit(base, s.senderToken, envelopeId);
+    t.equal(submitted.status, 200, `the checksummed ciphertext is submitted: ${JSON.stringify(submitted.body.issues ?? null)}`);
   });
 
   t.test('refusals: another entity, wrong offset, too large, traversal file name', async (t) => {
-    const envelopeId = await s.draft();
+    const { id: envelopeId } = await s.draft();
     const auth = (token: string) => ({ authorization: `Bearer ${token}`, 'tus-resumable': '1.0.0' });
     const meta = (filename: string) => `envelope ${Buffer.from(envelopeId).toString('base64')},filename ${Buffer.from(filename).toString('base64')}`;
     const foreign = await fetch(`${base}/api/v1/uploads`, { method: 'POST', headers: { ...auth(s.strangerToken), 'upload-length': '10', 'upload-metadata': meta('a.gpg') } });
