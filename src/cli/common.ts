@@ -288,3 +288,53 @@ export const str = (values: Values, name: string): string | undefined => values[
 export const list = (values: Values, name: string): string[] => (values[name] as string[] | undefined) ?? [];
 
 export const seg = encodeURIComponent;
+
+// ---------------------------------------------------------------- passphrases
+
+/**
+ * The passphrase of a mailbox's private key, for automation: the same secret
+ * locks the key (keygen) and unlocks it (fetch). Read from the environment
+ * only, never from an argument (other users of the machine can read those),
+ * and never printed. BXCHANGE_KEY_PASSPHRASE is keygen's first name for it.
+ */
+export const PASSPHRASE_ENV = 'BXCHANGE_PASSPHRASE';
+
+export function passphraseFromEnv(env: CliIo['env']): string | undefined {
+  for (const name of [PASSPHRASE_ENV, 'BXCHANGE_KEY_PASSPHRASE']) {
+    const value = env[name];
+    if (value !== undefined && value !== '') return value;
+  }
+  return undefined;
+}
+
+/** Reads one line from the terminal without echoing it (raw mode); Ctrl-C cancels. */
+export function promptHidden(prompt: string, cancelled: string): Promise<string> {
+  const stdin = process.stdin;
+  const tty = process.stderr;
+  tty.write(prompt);
+  stdin.setRawMode(true);
+  stdin.setEncoding('utf8');
+  stdin.resume();
+  return new Promise((resolve, reject) => {
+    let value = '';
+    const finish = (result: () => void) => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      tty.write('\n');
+      result();
+    };
+    const onData = (chunk: string) => {
+      for (const ch of chunk) {
+        if (ch === '\r' || ch === '\n') return finish(() => resolve(value));
+        if (ch === '\u0003' || (ch === '\u0004' && value === '')) {
+          return finish(() => reject(new CliError(EXIT.failure, [cancelled])));
+        }
+        if (ch === '\u007f' || ch === '\b') value = [...value].slice(0, -1).join('');
+        else if (ch >= ' ') value += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+

@@ -7,7 +7,8 @@
  * private key is nowhere). Prints the fingerprint on stdout.
  *
  * The passphrase never leaves this process: it comes from
- * BXCHANGE_KEY_PASSPHRASE (automation) or is asked twice on the terminal
+ * BXCHANGE_KEY_PASSPHRASE or BXCHANGE_PASSPHRASE (automation; the same
+ * secret `fetch` unlocks the key with) or is asked twice on the terminal
  * without echo; with neither the command refuses to run. It never appears
  * on the command line, where other users of the machine could read it.
  *
@@ -15,51 +16,21 @@
  * old key then becomes retired (files sent to it stay readable with it).
  */
 import { writeFile } from 'node:fs/promises';
-import { CliError, EXIT, seg, str, usageError, type Command, type Context } from './common.ts';
+import { CliError, EXIT, PASSPHRASE_ENV, passphraseFromEnv, promptHidden, seg, str, usageError, type Command, type Context } from './common.ts';
 
 const HELP = 'keygen';
-const PASSPHRASE_ENV = 'BXCHANGE_KEY_PASSPHRASE';
-
-/** Reads one line from the terminal without echoing it (raw mode); Ctrl-C cancels. */
-function promptHidden(prompt: string): Promise<string> {
-  const stdin = process.stdin;
-  const tty = process.stderr;
-  tty.write(prompt);
-  stdin.setRawMode(true);
-  stdin.setEncoding('utf8');
-  stdin.resume();
-  return new Promise((resolve, reject) => {
-    let value = '';
-    const finish = (result: () => void) => {
-      stdin.off('data', onData);
-      stdin.setRawMode(false);
-      stdin.pause();
-      tty.write('\n');
-      result();
-    };
-    const onData = (chunk: string) => {
-      for (const ch of chunk) {
-        if (ch === '\r' || ch === '\n') return finish(() => resolve(value));
-        if (ch === '\u0003' || (ch === '\u0004' && value === '')) {
-          return finish(() => reject(new CliError(EXIT.failure, ['bxchange: keygen cancelled; nothing was published'])));
-        }
-        if (ch === '\u007f' || ch === '\b') value = [...value].slice(0, -1).join('');
-        else if (ch >= ' ') value += ch;
-      }
-    };
-    stdin.on('data', onData);
-  });
-}
+const KEY_PASSPHRASE_ENV = 'BXCHANGE_KEY_PASSPHRASE';
 
 async function passphrase(ctx: Context, minLength: number): Promise<string> {
-  const fromEnv = ctx.io.env[PASSPHRASE_ENV];
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const fromEnv = passphraseFromEnv(ctx.io.env);
+  if (fromEnv !== undefined) return fromEnv;
   if (!process.stdin.isTTY || !process.stderr.isTTY) {
-    throw usageError(`no passphrase: set ${PASSPHRASE_ENV}, or run keygen on a terminal to type it`, HELP);
+    throw usageError(`no passphrase: set ${KEY_PASSPHRASE_ENV}, or run keygen on a terminal to type it (${PASSPHRASE_ENV} works too)`, HELP);
   }
   await ctx.note(`The private key is locked with a passphrase (at least ${minLength} characters) that never leaves this machine.\n`);
-  const first = await promptHidden('Passphrase: ');
-  const second = await promptHidden('Passphrase again: ');
+  const cancelled = 'bxchange: keygen cancelled; nothing was published';
+  const first = await promptHidden('Passphrase: ', cancelled);
+  const second = await promptHidden('Passphrase again: ', cancelled);
   if (first !== second) throw new CliError(EXIT.usage, ['bxchange: the two passphrases differ; nothing was published']);
   return first;
 }
@@ -70,7 +41,7 @@ export const keygenCommand: Command = {
   details:
     'Generates an OpenPGP v4 Curve25519 key (ed25519 + cv25519) whose user ID names the mailbox, locks the private key\n' +
     `with a passphrase, and deposits the public key and the locked private key on the server in one call.\n` +
-    `The passphrase comes from ${PASSPHRASE_ENV} or is asked on the terminal (not echoed); it never reaches the server.\n` +
+    `The passphrase comes from ${KEY_PASSPHRASE_ENV} (or ${PASSPHRASE_ENV}, which fetch reads) or is asked on the terminal (not echoed); it never reaches the server.\n` +
     'Members with the read role download the locked key and unlock it on their own device.\n' +
     'Prints the new key\'s fingerprint on stdout.',
   options: {

@@ -1,33 +1,57 @@
 /**
- * `bxchange send`: create a draft, upload each file with tus (tus-js-client,
+ * `bxchange send`: create a draft, encrypt each file for the draft's keys
+ * into a ciphertext spool, upload the spools with tus (tus-js-client,
  * streamed from disk in CHUNK_SIZE requests), check what the server holds,
  * submit, print the submitted envelope.
+ *
+ * Encryption (DESIGN §4c). The draft's answer pins `encryptionKeys`: the
+ * active key of every recipient mailbox and of the sending mailbox. Each
+ * file is encrypted for all of them by the SDK (encryptFileToSpool: OpenPGP
+ * SEIPDv1, streaming, memory flat) into a spool file; the spool is what is
+ * uploaded, never the plaintext, and no plaintext copy is ever written. The
+ * SDK's plaintext SHA-256 goes along in the upload metadata
+ * (`plaintextSha256`), for the recipient's fetch to verify. There is no way
+ * to send a file unencrypted: the server refuses it at submit anyway.
  *
  * Resume state. An interrupted send (killed, network lost, server restarted)
  * is finished by running the same command again. The command's identity is a
  * SHA-256 over the canonical JSON of {server URL, from, to, type, metadata,
  * role, and each file's absolute path, size and mtime}; its state lives in
  * `$XDG_STATE_HOME/bxchange/send-<hash>.json` (default ~/.local/state/bxchange):
- *   {version, key, server, envelopeId, createdAt, files: [{path, size, uploadUrl, done}]}
- * written (atomically, mode 0600) right after the draft is created, each time
- * tus hands out an upload URL (before any byte is sent) and when a file is
- * done. A re-run with the same arguments reuses the draft (if it is still a
- * draft; if it was submitted meanwhile, it is printed as the answer); tus asks
- * the server for each upload's offset (HEAD) and sends only the rest; a file
- * the server already holds completely costs one HEAD. After a successful
- * submission the state file is deleted. Changing any argument or touching a
- * file (mtime) makes a new identity, hence a new draft: the old one is left to
- * the server's draft expiry. A lock file beside the state (`.lock`, holding
- * the pid) keeps two runs of the same command from sending at once; a lock
- * whose process is gone is taken over.
+ *   {version, key, server, envelopeId, createdAt, spoolDir,
+ *    files: [{path, size, spool, spoolSize, spoolSha256, plaintextSha256, keys, uploadUrl, done}]}
+ * written (atomically, mode 0600) right after the draft is created, when a
+ * file's spool is complete, each time tus hands out an upload URL (before any
+ * byte is sent) and when a file is done. The spools live beside it in
+ * `send-<hash>.spool/` (mode 0700, spools 0600). Re-encrypting never gives the
+ * same bytes (new session key), so a re-run resumes from the recorded spool:
+ * it first checks that the spool still has the recorded size and SHA-256,
+ * then tus asks the server for the upload's offset (HEAD) and sends only the
+ * rest. A spool that vanished or changed cannot be resumed: its upload is
+ * terminated and the file encrypted and sent again (said on stderr). A re-run
+ * reuses the draft (if it is still a draft; if it was submitted meanwhile, it
+ * is printed as the answer). After a successful submission the state file and
+ * the spools are deleted. Changing any argument or touching a file (mtime)
+ * makes a new identity, hence a new draft: the old one is left to the
+ * server's draft expiry. A lock file beside the state (`.lock`, holding the
+ * pid) keeps two runs of the same command from sending at once; a lock whose
+ * process is gone is taken over.
  *
- * Before submitting, unfinished uploads of the draft that are not this
- * command's (a creation interrupted before its URL was recorded, a creation
- * retried by tus) are terminated, since they would block the submission, and
- * each file's SHA-256 as stored by the server is compared with the local file.
+ * Key rotation. If a recipient rotates its key between the draft and the
+ * submission, the server refuses the submission and re-pins the draft to the
+ * current keys. send then re-encrypts, once and automatically, every file
+ * whose spool was made for other keys (saying so on stderr): it terminates the
+ * old upload, encrypts a new spool, uploads it and submits again. A second
+ * refusal is reported as it is.
+ *
+ * Before submitting, files of the draft that are not this command's (a
+ * creation interrupted before its URL was recorded, a creation retried by
+ * tus, an upload replaced by a re-encryption) are terminated, since they
+ * would block or spoil the submission, and each file's SHA-256 as stored by
+ * the server is compared with the spool's.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { access, constants, readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -53,8 +77,21 @@ export interface EnvelopeFile {
   mediaType?: string;
   size: number | null;
   sha256: string | null;
+  /** The sender's SHA-256 of the plaintext, when it gave one (the recipient checks it after decryption). */
+  plaintextSha256?: string | null;
+  /** The encryption key IDs the file's OpenPGP header names (set at submission). */
+  recipientKeyIds?: string[] | null;
   complete?: boolean;
   href?: string;
+}
+
+/** A key the draft pins: every file must be encrypted for each of them (DESIGN §4c). */
+export interface PinnedKey {
+  mailbox: string;
+  fingerprint: string;
+  keyId?: string;
+  encryptionKeyIds?: string[];
+  publicKey: string;
 }
 
 export interface EnvelopeJson {
@@ -64,6 +101,7 @@ export interface EnvelopeJson {
   files?: EnvelopeFile[];
   uploadUrl?: string;
   recipients?: { address: string; status: string }[];
+  encryptionKeys?: PinnedKey[];
 }
 
 interface LocalFile {
@@ -71,13 +109,11 @@ interface LocalFile {
   name: string;
   size: number;
   mtimeMs: number;
-  mediaType: string;
 }
 
-/** What the back office hands over is already encrypted (or meant as is): only OpenPGP files get their own type. */
-export function mediaTypeFor(name: string): string {
-  return /\.(?:gpg|pgp|asc)$/i.test(name) ? 'application/pgp-encrypted' : 'application/octet-stream';
-}
+/** What is uploaded is always an OpenPGP message: its name gets `.gpg`, its type application/pgp-encrypted. */
+export const ENCRYPTED_SUFFIX = '.gpg';
+export const ENCRYPTED_MEDIA_TYPE = 'application/pgp-encrypted';
 
 export async function hashFile(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -129,7 +165,7 @@ async function localFiles(paths: string[]): Promise<LocalFile[]> {
     }
     if (!info.isFile()) throw usageError(`${given} is not a regular file`, HELP);
     const name = path.basename(absolute);
-    files.push({ path: absolute, name, size: info.size, mtimeMs: info.mtimeMs, mediaType: mediaTypeFor(name) });
+    files.push({ path: absolute, name, size: info.size, mtimeMs: info.mtimeMs });
   }
   return files;
 }
@@ -138,17 +174,25 @@ async function localFiles(paths: string[]): Promise<LocalFile[]> {
 
 interface FileState {
   path: string;
+  /** Of the plaintext. */
   size: number;
+  /** The ciphertext spool, once complete; with its size, SHA-256, the plaintext's SHA-256 and the keys (fingerprints, sorted) it is encrypted for. */
+  spool: string | null;
+  spoolSize: number | null;
+  spoolSha256: string | null;
+  plaintextSha256: string | null;
+  keys: string[];
   uploadUrl: string | null;
   done: boolean;
 }
 
 interface SendState {
-  version: 1;
+  version: 2;
   key: string;
   server: string;
   envelopeId: string;
   createdAt: string;
+  spoolDir: string;
   files: FileState[];
 }
 
@@ -175,9 +219,13 @@ class StateStore {
   readonly #warn: (text: string) => void;
   #enabled = true;
 
+  /** Where this command's ciphertext spools go (created 0700 on first use). */
+  readonly spoolDir: string;
+
   constructor(dir: string, key: string, warn: (text: string) => void) {
     this.file = path.join(dir, `send-${key.slice(0, 32)}.json`);
     this.lockFile = path.join(dir, `send-${key.slice(0, 32)}.lock`);
+    this.spoolDir = path.join(dir, `send-${key.slice(0, 32)}.spool`);
     this.#key = key;
     this.#warn = warn;
     try {
@@ -235,12 +283,21 @@ class StateStore {
     const valid =
       state !== null &&
       typeof state === 'object' &&
-      state.version === 1 &&
+      state.version === 2 &&
       state.key === this.#key &&
       typeof state.envelopeId === 'string' &&
+      state.spoolDir === this.spoolDir &&
       Array.isArray(state.files) &&
       state.files.length === files.length &&
-      state.files.every((f, i) => f !== null && typeof f === 'object' && f.path === files[i]!.path && (f.uploadUrl === null || typeof f.uploadUrl === 'string'));
+      state.files.every(
+        (f, i) =>
+          f !== null &&
+          typeof f === 'object' &&
+          f.path === files[i]!.path &&
+          (f.uploadUrl === null || typeof f.uploadUrl === 'string') &&
+          (f.spool === null || (typeof f.spool === 'string' && path.dirname(f.spool) === this.spoolDir)) &&
+          Array.isArray(f.keys),
+      );
     return valid ? state : null;
   }
 
@@ -259,6 +316,23 @@ class StateStore {
 
   remove(): void {
     if (this.#enabled) rmSync(this.file, { force: true });
+  }
+
+  /** The spool folder, created (owner only) if missing; spools are written even when the state cannot be kept. */
+  makeSpoolDir(): string {
+    try {
+      mkdirSync(this.spoolDir, { recursive: true, mode: 0o700 });
+      chmodSync(this.spoolDir, 0o700);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new CliError(EXIT.failure, [`bxchange: cannot create the spool folder ${this.spoolDir} (${e.code ?? e.message})`]);
+    }
+    return this.spoolDir;
+  }
+
+  /** Deletes every spool of this command (after the submission, or when its draft is gone). */
+  removeSpools(): void {
+    rmSync(this.spoolDir, { recursive: true, force: true });
   }
 }
 
@@ -385,7 +459,7 @@ function fileIdOf(uploadUrl: string | null): string | undefined {
   }
 }
 
-function uploadFailure(err: unknown, api: ApiClient, file: LocalFile): CliError {
+function uploadFailure(err: unknown, api: ApiClient, file: LocalFile, spool: string): CliError {
   const e = err as Error & Partial<Pick<DetailedError, 'originalResponse' | 'causingError'>>;
   const resume = `bxchange: ${file.name} was not sent completely; run the same command again to resume`;
   const response = e.originalResponse;
@@ -395,7 +469,7 @@ function uploadFailure(err: unknown, api: ApiClient, file: LocalFile): CliError 
   }
   const cause = (e.causingError ?? e) as NodeJS.ErrnoException;
   if (cause.path !== undefined || ['open', 'read', 'stat', 'fstat'].includes(cause.syscall ?? '')) {
-    return new CliError(EXIT.failure, [`bxchange: cannot read ${file.path} (${cause.code ?? cause.message})`]);
+    return new CliError(EXIT.failure, [`bxchange: cannot read the spool ${spool} of ${file.name} (${cause.code ?? cause.message})`]);
   }
   if (cause.code === undefined) return new CliError(EXIT.failure, [`bxchange: sending ${file.name} failed: ${cause.message}`]);
   return new CliError(EXIT.unavailable, [...unreachable(api.shown, cause.code).lines, resume]);
@@ -409,24 +483,147 @@ interface Sending {
   role: string | undefined;
   store: StateStore;
   state: SendState;
+  sdk: typeof import('../sdk/index.ts');
+  /** Spools checked against the state (or made) by this run: not hashed again. */
+  verified: Set<FileState>;
+}
+
+/** The draft's pinned keys; a server that pins none cannot take encrypted files (too old, or not bxchange). */
+function pinnedKeys(draft: EnvelopeJson, api: ApiClient): PinnedKey[] {
+  const keys = draft.encryptionKeys;
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k?.publicKey === 'string' && typeof k.fingerprint === 'string')) {
+    throw new CliError(EXIT.unavailable, [
+      `bxchange: the draft ${draft.id} names no keys to encrypt for (encryptionKeys): is BXCHANGE_URL ${api.shown} an up-to-date bxchange server?`,
+    ]);
+  }
+  return keys;
+}
+
+const fingerprints = (keys: PinnedKey[]) => [...new Set(keys.map((k) => k.fingerprint.toLowerCase()))].sort();
+const sameKeys = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+async function terminate(s: Sending, uploadUrl: string): Promise<void> {
+  const { Upload } = await import('tus-js-client');
+  await Upload.terminate(uploadUrl, { headers: s.api.authorization(), httpStack: tusHttpStack, retryDelays: [0, 1000] }).catch(() => {});
+}
+
+/** Size and SHA-256 of a file, or null when it cannot be read. */
+async function fileDigest(file: string): Promise<{ size: number; sha256: string } | null> {
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) return null;
+    return { size: info.size, sha256: await hashFile(file) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Makes sure `entry` has a spool encrypted for exactly `keys`: the recorded
+ * one when it is intact (checked once per run: same size and SHA-256), a new
+ * one otherwise. A new spool means new bytes, so an upload of the old one is
+ * terminated first and the file is sent from the start.
+ */
+async function prepareSpool(s: Sending, index: number, file: LocalFile, entry: FileState, keys: PinnedKey[]): Promise<void> {
+  const wanted = fingerprints(keys);
+  if (entry.spool !== null) {
+    let why: string | undefined;
+    if (!sameKeys(entry.keys, wanted)) {
+      why = 'the draft now pins other keys (a recipient rotated its key): encrypting it again for the new keys';
+    } else if (!s.verified.has(entry)) {
+      const held = await fileDigest(entry.spool);
+      if (held === null || held.size !== entry.spoolSize || held.sha256 !== entry.spoolSha256) {
+        why = `its encrypted spool ${entry.spool} ${held === null ? 'is gone' : 'changed'}; an upload cannot resume from other bytes: encrypting and sending it again from the start`;
+      } else {
+        s.verified.add(entry);
+      }
+    }
+    if (why === undefined) return;
+    await s.ctx.note(`bxchange: ${file.name}: ${why}\n`);
+    if (entry.uploadUrl !== null) await terminate(s, entry.uploadUrl);
+    rmSync(entry.spool, { force: true });
+    Object.assign(entry, { spool: null, spoolSize: null, spoolSha256: null, plaintextSha256: null, keys: [], uploadUrl: null, done: false });
+    s.store.save(s.state);
+  } else if (entry.uploadUrl !== null) {
+    // An upload without a recorded spool (cannot happen with this version's states): its bytes are unknown.
+    await terminate(s, entry.uploadUrl);
+    Object.assign(entry, { uploadUrl: null, done: false });
+    s.store.save(s.state);
+  }
+
+  const dir = s.store.makeSpoolDir();
+  // Left by an encryption that was killed: never complete, never recorded.
+  for (const name of readdirSync(dir)) if (name.startsWith(`.${index}.gpg.spool-`)) rmSync(path.join(dir, name), { force: true });
+  const spool = path.join(dir, `${index}.gpg`);
+  const progress = new Progress(s.ctx.io.stderr, `${file.name} (encrypting)`, file.size);
+  let result: Awaited<ReturnType<typeof s.sdk.encryptFileToSpool>>;
+  try {
+    result = await s.sdk.encryptFileToSpool(
+      file.path,
+      spool,
+      keys.map((k) => k.publicKey),
+      { onProgress: (n) => progress.update(n) },
+    );
+  } catch (err) {
+    progress.abandon();
+    if (err instanceof s.sdk.SdkError) {
+      if (err.code === 'invalidKey' || err.code === 'invalidArgument') {
+        throw new CliError(EXIT.failure, [`bxchange: cannot encrypt ${file.name} for the draft's keys: ${err.message}`]);
+      }
+      const cause = err.cause as NodeJS.ErrnoException | undefined;
+      const spoolSide = cause?.path !== undefined && cause.path !== file.path;
+      throw new CliError(EXIT.failure, [
+        spoolSide
+          ? `bxchange: cannot write the encrypted spool of ${file.name} in ${dir} (${cause?.code ?? err.message})`
+          : `bxchange: cannot read ${file.path} (${cause?.code ?? err.message})`,
+      ]);
+    }
+    throw err;
+  }
+  if (result.plaintextSize !== file.size) {
+    rmSync(spool, { force: true });
+    throw new CliError(EXIT.failure, [`bxchange: ${file.path} changed while it was encrypted (${result.plaintextSize} bytes read, ${file.size} expected); run the command again`]);
+  }
+  Object.assign(entry, {
+    spool,
+    spoolSize: result.size,
+    spoolSha256: result.sha256,
+    plaintextSha256: result.plaintextSha256,
+    keys: wanted,
+    uploadUrl: null,
+    done: false,
+  });
+  s.verified.add(entry);
+  s.store.save(s.state);
+  await progress.finish(`encrypted ${file.name} for ${keys.map((k) => k.mailbox).join(', ')}`);
 }
 
 async function uploadOne(s: Sending, file: LocalFile, entry: FileState): Promise<void> {
   const { Upload } = await import('tus-js-client');
-  const progress = new Progress(s.ctx.io.stderr, file.name, file.size);
-  const source = createReadStream(file.path);
+  const spool = entry.spool!;
+  const size = entry.spoolSize!;
+  const name = `${file.name}${ENCRYPTED_SUFFIX}`;
+  const progress = new Progress(s.ctx.io.stderr, name, size);
+  const source = createReadStream(spool);
   source.on('error', () => {}); // tus reads through its own slices; their errors fail the request
   try {
     await new Promise<void>((resolve, reject) => {
       const upload = new Upload(source as never, {
         endpoint: s.endpoint,
         ...(entry.uploadUrl === null ? {} : { uploadUrl: entry.uploadUrl }),
+        uploadSize: size,
         chunkSize: CHUNK_SIZE,
         retryDelays: RETRY_DELAYS,
         storeFingerprintForResuming: false,
         httpStack: tusHttpStack,
         headers: s.api.authorization(),
-        metadata: { envelope: s.envelopeId, filename: file.name, filetype: file.mediaType, ...(s.role === undefined ? {} : { role: s.role }) },
+        metadata: {
+          envelope: s.envelopeId,
+          filename: name,
+          filetype: ENCRYPTED_MEDIA_TYPE,
+          plaintextSha256: entry.plaintextSha256!,
+          ...(s.role === undefined ? {} : { role: s.role }),
+        },
         onUploadUrlAvailable() {
           if (upload.url !== null && upload.url !== entry.uploadUrl) {
             entry.uploadUrl = upload.url;
@@ -446,15 +643,15 @@ async function uploadOne(s: Sending, file: LocalFile, entry: FileState): Promise
     });
   } catch (err) {
     progress.abandon();
-    throw uploadFailure(err, s.api, file);
+    throw uploadFailure(err, s.api, file, spool);
   } finally {
     source.destroy();
   }
   const from = progress.startedAt;
   const line =
-    from >= file.size && file.size > 0
-      ? `${file.name} was already sent (${bytes(file.size)})`
-      : `sent ${file.name} (${file.size} bytes${from > 0 ? `, resumed at ${from}` : ''})`;
+    from >= size && size > 0
+      ? `${name} was already sent (${bytes(size)})`
+      : `sent ${name} (${size} bytes${from > 0 ? `, resumed at ${from}` : ''})`;
   await progress.finish(line);
 }
 
@@ -462,21 +659,74 @@ async function envelope(api: ApiClient, id: string): Promise<EnvelopeJson> {
   return (await api.request('GET', `/api/v1/envelopes/${seg(id)}`)) as EnvelopeJson;
 }
 
+/** Encrypts (or reuses the spool of) and uploads every file, removes what is not ours, and checks what the server holds. */
+async function sendFiles(s: Sending, files: LocalFile[], keys: PinnedKey[]): Promise<void> {
+  const { state, api, envelopeId } = s;
+  for (const [i, file] of files.entries()) {
+    await prepareSpool(s, i, file, state.files[i]!, keys);
+    await uploadOne(s, file, state.files[i]!);
+  }
+
+  let stored = await envelope(api, envelopeId);
+  // The draft is this command's alone: any other file in it is a leftover (an upload created before its URL
+  // was recorded, a creation retried by tus, an upload replaced by a re-encryption whose termination failed).
+  const ours = new Set(state.files.map((f) => fileIdOf(f.uploadUrl)).filter((id) => id !== undefined));
+  const strays = (stored.files ?? []).filter((f) => !ours.has(f.id));
+  if (strays.length > 0 && ours.size === files.length) {
+    for (const stray of strays) await terminate(s, `${s.endpoint}/${envelopeId}.${stray.id}`);
+    stored = await envelope(api, envelopeId);
+  }
+
+  for (const [i, file] of files.entries()) {
+    const entry = state.files[i]!;
+    const id = fileIdOf(entry.uploadUrl);
+    const held = (stored.files ?? []).find((f) => f.id === id);
+    if (held === undefined || held.complete === false || held.sha256 === null) {
+      throw new CliError(EXIT.unavailable, [
+        `bxchange: the server does not hold ${file.name} completely`,
+        'bxchange: run the same command again to resume',
+      ]);
+    }
+    if (held.sha256 !== entry.spoolSha256 || held.size !== entry.spoolSize) {
+      // The spool changed while it was sent: this upload can never be right. Send that file again.
+      await terminate(s, entry.uploadUrl!);
+      if (entry.spool !== null) rmSync(entry.spool, { force: true });
+      Object.assign(entry, { spool: null, spoolSize: null, spoolSha256: null, plaintextSha256: null, keys: [], uploadUrl: null, done: false });
+      s.store.save(state);
+      throw new CliError(EXIT.failure, [
+        `bxchange: the encrypted spool of ${file.name} changed while it was sent (the server received SHA-256 ${held.sha256});`,
+        '  that upload was removed: run the same command again to encrypt and send the file again',
+      ]);
+    }
+  }
+}
+
+/** Is this refusal the server's answer to a key rotation (the draft was re-pinned)? */
+function rotationRefusal(err: unknown): boolean {
+  return err instanceof CliError && err.status === 422;
+}
+
 export const sendCommand: Command = {
   args: ['FILE'],
   variadic: true,
-  summary: 'send files in a new envelope: draft, resumable uploads, submission',
+  summary: "send files in a new envelope: draft, encryption for the draft's keys, resumable uploads, submission",
   details:
-    'Creates a draft from --from to every --to, uploads each FILE with tus (resumable, streamed from disk),\n' +
-    'checks the SHA-256 the server computed against the local file, submits, and prints the envelope.\n' +
+    'Creates a draft from --from to every --to, encrypts each FILE (OpenPGP, streamed) for the keys the draft pins\n' +
+    "(every recipient mailbox's key and the sending mailbox's own) into an encrypted spool, uploads the spool with\n" +
+    "tus as NAME.gpg (application/pgp-encrypted, with the plaintext's SHA-256), checks the SHA-256 the server\n" +
+    'computed against the spool, submits, and prints the envelope. The plaintext never leaves this machine and\n' +
+    'is never copied: files cannot be sent unencrypted.\n' +
     'Metadata: the JSON object of --meta, with --subject and --reference set on top (general.letter needs a subject).\n' +
-    'The files are sent as they are (.gpg, .pgp and .asc as application/pgp-encrypted, others as application/octet-stream).\n' +
     '\n' +
-    'Interrupted? Run the same command again: it reuses the draft and resumes every upload where the server\n' +
-    'stopped. The resume state is in $XDG_STATE_HOME/bxchange (default ~/.local/state/bxchange), one file per\n' +
-    'command (server, addresses, type, metadata, role, and the files\' paths, sizes and modification times);\n' +
-    'it is removed after the submission. Changing an argument or a file starts a new envelope.\n' +
-    'Progress: a bar on stderr when it is a terminal, otherwise one line per file.',
+    'Interrupted? Run the same command again: it reuses the draft and the encrypted spools (checked unchanged)\n' +
+    'and resumes every upload where the server stopped. The resume state is in $XDG_STATE_HOME/bxchange\n' +
+    '(default ~/.local/state/bxchange), one file per command (server, addresses, type, metadata, role, and the\n' +
+    "files' paths, sizes and modification times) with its spools in a folder beside it (owner only); both are\n" +
+    'removed after the submission. Changing an argument or a file starts a new envelope.\n' +
+    'If a recipient rotates its key before the submission, the server refuses it and pins the new key: send\n' +
+    'then encrypts the affected files again for the new keys, uploads them and submits once more (automatically,\n' +
+    'once).\n' +
+    'Progress: a bar on stderr when it is a terminal, otherwise one line per file and step.',
   options: {
     from: { type: 'string', arg: 'ADDR', required: true, description: 'the sending mailbox, e.g. secretariat@ixelles' },
     to: { type: 'string', multiple: true, arg: 'ADDR', required: true, description: 'a recipient mailbox; repeatable' },
@@ -498,7 +748,7 @@ export const sendCommand: Command = {
     const key = createHash('sha256')
       .update(
         canonicalJson({
-          v: 1,
+          v: 2,
           server: api.shown,
           from,
           to,
@@ -524,6 +774,7 @@ export const sendCommand: Command = {
           await ctx.note(`bxchange: envelope ${draft.id} was already submitted by the interrupted send\n`);
           await ctx.out(json(draft));
           store.remove();
+          store.removeSpools();
           return;
         }
         if (draft?.status === 'draft') {
@@ -535,66 +786,57 @@ export const sendCommand: Command = {
         }
       }
       if (state === null || draft === undefined) {
+        store.removeSpools(); // of an earlier attempt whose draft is gone: never reused
         draft = (await api.request('POST', '/api/v1/envelopes', { type, from, to, metadata })) as EnvelopeJson;
+        pinnedKeys(draft, api);
         state = {
-          version: 1,
+          version: 2,
           key,
           server: api.shown,
           envelopeId: draft.id,
           createdAt: new Date().toISOString(),
-          files: files.map((f) => ({ path: f.path, size: f.size, uploadUrl: null, done: false })),
+          spoolDir: store.spoolDir,
+          files: files.map((f) => ({
+            path: f.path,
+            size: f.size,
+            spool: null,
+            spoolSize: null,
+            spoolSha256: null,
+            plaintextSha256: null,
+            keys: [],
+            uploadUrl: null,
+            done: false,
+          })),
         };
         store.save(state);
       }
 
-      // The local hashes are computed while the uploads run (disk and network work side by side).
-      const local = (async () => {
-        const hashes: string[] = [];
-        for (const file of files) hashes.push(await hashFile(file.path));
-        return hashes;
-      })();
-      local.catch(() => {});
-
+      const sdk = await import('../sdk/index.ts');
       const endpoint = api.url(draft.uploadUrl ?? '/api/v1/uploads');
-      const sending: Sending = { ctx, api, endpoint, envelopeId: draft.id, role, store, state };
-      for (const [i, file] of files.entries()) await uploadOne(sending, file, state.files[i]!);
-
-      let stored = await envelope(api, draft.id);
-      const ours = new Set(state.files.map((f) => fileIdOf(f.uploadUrl)).filter((id) => id !== undefined));
-      const strays = (stored.files ?? []).filter((f) => f.complete === false && !ours.has(f.id));
-      if (strays.length > 0 && ours.size === files.length) {
-        const { Upload } = await import('tus-js-client');
-        for (const stray of strays) {
-          await Upload.terminate(`${endpoint}/${draft.id}.${stray.id}`, { headers: api.authorization(), httpStack: tusHttpStack, retryDelays: [0, 1000] }).catch(() => {});
-        }
-        stored = await envelope(api, draft.id);
-      }
-
-      const hashes = await local.catch((err: NodeJS.ErrnoException) => {
-        throw new CliError(EXIT.failure, [`bxchange: cannot read ${err.path ?? 'a file'} (${err.code ?? err.message})`]);
-      });
-      for (const [i, file] of files.entries()) {
-        const id = fileIdOf(state.files[i]!.uploadUrl);
-        const held = (stored.files ?? []).find((f) => (id === undefined ? f.name === file.name && f.size === file.size : f.id === id));
-        if (held === undefined || held.complete === false || held.sha256 === null) {
-          throw new CliError(EXIT.unavailable, [
-            `bxchange: the server does not hold ${file.name} completely`,
-            'bxchange: run the same command again to resume',
-          ]);
-        }
-        if (held.sha256 !== hashes[i] || held.size !== file.size) {
-          // The file changed while it was sent: this draft can never be right.
-          store.remove();
-          await api.request('DELETE', `/api/v1/envelopes/${seg(draft.id)}`).catch(() => {});
-          throw new CliError(EXIT.failure, [
-            `bxchange: ${file.path} changed while it was sent (the server received SHA-256 ${held.sha256}, the file now has ${hashes[i]});`,
-            `  the draft ${draft.id} was deleted; run the command again to send the file as it is now`,
-          ]);
+      const sending: Sending = { ctx, api, endpoint, envelopeId: draft.id, role, store, state, sdk, verified: new Set() };
+      let submitted: unknown;
+      for (let attempt = 0; ; attempt++) {
+        await sendFiles(sending, files, pinnedKeys(draft, api));
+        try {
+          submitted = await api.request('POST', `/api/v1/envelopes/${seg(draft.id)}/submit`);
+          break;
+        } catch (err) {
+          if (attempt > 0 || !rotationRefusal(err)) throw err;
+          // The server re-pins a draft when a mailbox rotated its key: are there files to encrypt again?
+          const again = await envelope(api, draft.id);
+          const now = fingerprints(pinnedKeys(again, api));
+          const stale = state.files.filter((f) => !sameKeys(f.keys, now)).length;
+          if (stale === 0) throw err;
+          const changed = (again.encryptionKeys ?? []).filter((k) => !(draft!.encryptionKeys ?? []).some((d) => d.fingerprint === k.fingerprint));
+          await ctx.note(
+            `bxchange: the submission was refused because ${changed.map((k) => k.mailbox).join(', ') || 'a mailbox'} rotated its key since the draft was made;\n` +
+              `bxchange: encrypting ${stale} file${stale === 1 ? '' : 's'} again for the current keys and sending ${stale === 1 ? 'it' : 'them'} again\n`,
+          );
+          draft = again;
         }
       }
-
-      const submitted = await api.request('POST', `/api/v1/envelopes/${seg(draft.id)}/submit`);
       store.remove();
+      store.removeSpools();
       await ctx.out(json(submitted));
     } finally {
       release();

@@ -153,14 +153,15 @@ async function readRecipientKeys(publicKeysArmored: string[]): Promise<openpgp.P
   return keys;
 }
 
-/** A pass-through that hashes and counts what goes by. */
-function meter(): Transform & { digest(): { size: number; sha256: string } } {
+/** A pass-through that hashes and counts what goes by (and reports the count to `onProgress`). */
+function meter(onProgress?: (bytes: number) => void): Transform & { digest(): { size: number; sha256: string } } {
   const hash = createHash('sha256');
   let size = 0;
   const transform = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       hash.update(chunk);
       size += chunk.length;
+      onProgress?.(size);
       done(null, chunk);
     },
   });
@@ -192,14 +193,20 @@ export interface SpoolResult {
  * appears only complete: it is written to a temporary sibling and renamed;
  * an existing spool is replaced. Upload the spool (not the input again):
  * re-encrypting never gives the same bytes, so only the spool lets an
- * interrupted upload resume byte for byte.
+ * interrupted upload resume byte for byte. `onProgress` hears how many
+ * plaintext bytes were read so far.
  */
-export async function encryptFileToSpool(inputPath: string, spoolPath: string, publicKeysArmored: string[]): Promise<SpoolResult> {
+export async function encryptFileToSpool(
+  inputPath: string,
+  spoolPath: string,
+  publicKeysArmored: string[],
+  options: { onProgress?: (plaintextBytesRead: number) => void } = {},
+): Promise<SpoolResult> {
   const keys = await readRecipientKeys(publicKeysArmored);
   const recipientKeyIds = [];
   for (const key of keys) recipientKeyIds.push(hex((await key.getEncryptionKey()).getKeyID()));
   const temp = tempSibling(spoolPath, 'spool');
-  const plain = meter();
+  const plain = meter(options.onProgress);
   const cipher = meter();
   const input = createReadStream(inputPath);
   try {
@@ -222,16 +229,52 @@ export async function encryptFileToSpool(inputPath: string, spoolPath: string, p
   return { ...cipherDigest, plaintextSize: plainDigest.size, plaintextSha256: plainDigest.sha256, recipientKeyIds };
 }
 
-async function unlockPrivateKey(privateKeyArmored: string, passphrase: string): Promise<openpgp.PrivateKey> {
-  let key: openpgp.PrivateKey;
+/**
+ * A private key unlocked in this process's memory (`unlockPrivateKey`), to
+ * decrypt several files with one passphrase check (the S2K of a mailbox key
+ * hashes 65 MB: a noticeable fraction of a second each time).
+ */
+export class UnlockedPrivateKey {
+  /** 40 lowercase hex digits. */
+  readonly fingerprint: string;
+  /** The key ID and every subkey ID, 16 lowercase hex digits each. */
+  readonly keyIds: string[];
+  readonly #key: openpgp.PrivateKey;
+  constructor(key: openpgp.PrivateKey) {
+    this.#key = key;
+    this.fingerprint = key.getFingerprint().toLowerCase();
+    this.keyIds = key.getKeyIDs().map(hex);
+  }
+  /** @internal the openpgp.js key, for this module only. */
+  static key(unlocked: UnlockedPrivateKey): openpgp.PrivateKey {
+    return unlocked.#key;
+  }
+}
+
+async function readPrivate(privateKeyArmored: string): Promise<openpgp.PrivateKey> {
   try {
-    key = await openpgp.readPrivateKey({ armoredKey: privateKeyArmored });
+    return await openpgp.readPrivateKey({ armoredKey: privateKeyArmored });
   } catch (err) {
     throw new SdkError('invalidKey', 'Not a readable armored OpenPGP private key', { cause: err });
   }
-  if (key.isDecrypted()) return key;
+}
+
+/**
+ * The fingerprint and every (sub)key ID of an armored private key, locked or
+ * not, without the passphrase: to pick the key that can decrypt a file (its
+ * `recipientKeyIds`) before paying for the unlock.
+ */
+export async function privateKeyIds(privateKeyArmored: string): Promise<{ fingerprint: string; keyIds: string[] }> {
+  const key = await readPrivate(privateKeyArmored);
+  return { fingerprint: key.getFingerprint().toLowerCase(), keyIds: key.getKeyIDs().map(hex) };
+}
+
+/** Unlocks an armored private key with its passphrase (SdkError `wrongPassphrase` otherwise). */
+export async function unlockPrivateKey(privateKeyArmored: string, passphrase: string): Promise<UnlockedPrivateKey> {
+  const key = await readPrivate(privateKeyArmored);
+  if (key.isDecrypted()) return new UnlockedPrivateKey(key);
   try {
-    return await openpgp.decryptKey({ privateKey: key, passphrase });
+    return new UnlockedPrivateKey(await openpgp.decryptKey({ privateKey: key, passphrase }));
   } catch (err) {
     throw new SdkError('wrongPassphrase', `The passphrase does not unlock the private key ${key.getFingerprint()}`, { cause: err });
   }
@@ -256,16 +299,25 @@ export interface DecryptResult {
 
 /**
  * Decrypts the OpenPGP message `inputPath` (binary or armored, from the SDK
- * or gpg) with the locked `privateKeyArmored` unlocked by `passphrase`, into
- * `outputPath`, streaming. `outputPath` appears (replacing any file there)
+ * or gpg) with the locked `privateKeyArmored` unlocked by `passphrase` (or a
+ * key from `unlockPrivateKey`, passphrase ignored), into `outputPath`, streaming. `outputPath` appears (replacing any file there)
  * only when the whole message was decrypted and its integrity check passed;
  * otherwise nothing is written there and an SdkError is thrown
- * (`integrityCheckFailed` for a tampered or truncated file).
+ * (`integrityCheckFailed` for a tampered or truncated file). The temporary
+ * file is a hidden sibling of `outputPath` named `.<basename>.part-<random>`
+ * (a caller may sweep those left by a killed process). `onProgress` hears how
+ * many plaintext bytes were written so far (not yet authenticated).
  */
-export async function decryptFile(inputPath: string, outputPath: string, privateKeyArmored: string, passphrase: string): Promise<DecryptResult> {
-  const key = await unlockPrivateKey(privateKeyArmored, passphrase);
+export async function decryptFile(
+  inputPath: string,
+  outputPath: string,
+  privateKey: string | UnlockedPrivateKey,
+  passphrase = '',
+  options: { onProgress?: (plaintextBytesWritten: number) => void } = {},
+): Promise<DecryptResult> {
+  const key = UnlockedPrivateKey.key(typeof privateKey === 'string' ? await unlockPrivateKey(privateKey, passphrase) : privateKey);
   const temp = tempSibling(outputPath, 'part');
-  const plain = meter();
+  const plain = meter(options.onProgress);
   let input: Readable | undefined;
   let stage: 'open' | 'header' | 'stream' = 'open';
   try {

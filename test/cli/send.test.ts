@@ -1,173 +1,58 @@
 /**
  * `bxchange send | inbox | fetch | ack` as a back office runs them: the real
  * bin script in a child process, against a real server on a real port (every
- * backend). Outcomes are checked through the API and the bytes on disk,
- * hashed here, never through the CLI itself.
+ * backend), with real mailbox keys made by `bxchange keygen`. send encrypts
+ * every file for the draft's keys; fetch decrypts with the mailbox's
+ * deposited private key. Outcomes are checked through the API and the bytes
+ * on disk, hashed here, never through the CLI itself. (OpenPGP against the
+ * real gpg: e2e.test.ts.)
  *
  * The interrupted send is made deterministic without timing: the CLI talks to
  * the server through a TCP relay (GateRelay) that stops forwarding once a set
  * number of bytes went up, so the upload is stuck part-way, for certain,
  * until the test kills the CLI.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, truncate, writeFile, copyFile, rm } from 'node:fs/promises';
-import { createServer as createNetServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { copyFile, mkdir, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { forEachBackend, startApp, tempDir, type TestApp } from '../helpers/backends.ts';
+import { forEachBackend, startApp, tempDir } from '../helpers/backends.ts';
+import { GateRelay, PASSPHRASE, exchangeSetup, listen, start, until } from '../helpers/cli-process.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/bxchange.js', import.meta.url));
 const MiB = 1024 * 1024;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Starts `node bin/bxchange.js …` with only the environment given; `done` resolves when it exits. */
-function start(args: string[], env: Record<string, string>, cwd: string): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const done = new Promise<Run>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, done };
-}
-
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-/** Polls `probe` until it returns a value (bounded, so a broken CLI fails the test instead of hanging it). */
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 1200; i++) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await sleep(50);
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
-
-/**
- * A TCP relay in front of the server. Client-to-server bytes are counted;
- * once `limit` would be exceeded, nothing more is forwarded upstream (on any
- * connection) until `open()`; server-to-client bytes always pass.
- */
-class GateRelay {
-  readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
-  #target: number;
-  limit = Number.POSITIVE_INFINITY;
-  forwarded = 0;
-  stalled = false;
-
-  constructor(targetPort: number) {
-    this.#target = targetPort;
-    this.#server = createNetServer((client) => this.#relay(client));
-  }
-
-  async listen(): Promise<number> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    return (this.#server.address() as AddressInfo).port;
-  }
-
-  #relay(client: Socket): void {
-    const upstream = connect(this.#target, '127.0.0.1');
-    for (const socket of [client, upstream]) {
-      this.#sockets.add(socket);
-      socket.on('close', () => this.#sockets.delete(socket));
-      socket.on('error', () => {});
-    }
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
-    client.on('data', (chunk: Buffer) => {
-      if (this.stalled || this.forwarded + chunk.length > this.limit) {
-        this.stalled = true;
-        client.pause();
-        return;
-      }
-      this.forwarded += chunk.length;
-      if (!upstream.write(chunk)) {
-        client.pause();
-        upstream.once('drain', () => {
-          if (!this.stalled) client.resume();
-        });
-      }
-    });
-  }
-
-  /** Cuts every connection (the server sees its requests end) and lets everything through from now on. */
-  open(): void {
-    for (const socket of this.#sockets) socket.destroy();
-    this.stalled = false;
-    this.limit = Number.POSITIVE_INFINITY;
-    this.forwarded = 0;
-  }
-
-  close(): Promise<void> {
-    for (const socket of this.#sockets) socket.destroy();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
-  }
-}
-
-async function listen(api: TestApp): Promise<number> {
-  await api.app.listen({ host: '127.0.0.1', port: 0 });
-  return (api.app.server.address() as AddressInfo).port;
-}
-
-/** Entities, mailboxes, principals and tokens, through the admin API. */
-async function setup(api: TestApp) {
-  const post = async (url: string, body: unknown) => {
-    const res = await api.call('POST', url, { body });
-    if (res.statusCode >= 300) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-    return JSON.parse(res.body);
-  };
-  for (const id of ['ixelles', 'uccle', 'evere']) {
-    await post('/api/v1/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
-    await post(`/api/v1/entities/${id}/mailboxes`, { name: 'secretariat' });
-  }
-  const token = async (name: string, mailbox: string, roles: string[]) => {
-    const principal = await post('/api/v1/principals', { name, kind: 'machine', memberships: [{ mailbox, roles }] });
-    return (await post(`/api/v1/principals/${principal.id}/tokens`, {})).token as string;
-  };
-  return {
-    sender: await token('ixelles-bo', 'secretariat@ixelles', ['read', 'send']),
-    recipient: await token('uccle-bo', 'secretariat@uccle', ['read']),
-    stranger: await token('evere-bo', 'secretariat@evere', ['read', 'send']),
-  };
-}
 
 forEachBackend(t, 'send, inbox, fetch and ack with the CLI', async (t, parts) => {
   const api = await startApp(t, await parts());
   const port = await listen(api);
   const url = `http://127.0.0.1:${port}`;
-  const tokens = await setup(api);
   const stateHome = await tempDir(t, 'bx-state-');
   const work = await tempDir(t, 'bx-files-');
-  const cli = (token: string, args: string[], base = url) => start(args, { BXCHANGE_URL: base, BXCHANGE_TOKEN: token, XDG_STATE_HOME: stateHome }, work).done;
+  const tokens = await exchangeSetup(api, url, work);
+  const env = (token: string, base = url) => ({ BXCHANGE_URL: base, BXCHANGE_TOKEN: token, XDG_STATE_HOME: stateHome, BXCHANGE_PASSPHRASE: PASSPHRASE });
+  const cli = (token: string, args: string[], base = url) => start(args, env(token, base), work).done;
   const stateFiles = async () => {
     const dir = path.join(stateHome, 'bxchange');
     return existsSync(dir) ? (await readdir(dir)).filter((name) => /^send-.*\.json$/.test(name)).map((name) => path.join(dir, name)) : [];
+  };
+  /** Everything in the state folder (state files, locks, spool folders). */
+  const stateEntries = async () => {
+    const dir = path.join(stateHome, 'bxchange');
+    return existsSync(dir) ? await readdir(dir) : [];
   };
   const asSender = async (method: 'GET' | 'HEAD', target: string) =>
     fetch(new URL(target, url), { method, headers: { authorization: `Bearer ${tokens.sender}`, 'tus-resumable': '1.0.0' } });
 
   const big = randomBytes(20 * MiB);
   const small = Buffer.from('Annexe: liste des pièces\n', 'utf8');
-  await writeFile(path.join(work, 'act.pdf.gpg'), big);
+  await writeFile(path.join(work, 'act.pdf'), big);
   await writeFile(path.join(work, 'annex.txt'), small);
   let envelopeId = '';
   const fetched = path.join(work, 'fetched');
 
-  await t.test('send: two files go into one submitted envelope, with their server SHA-256 matching', async (t) => {
+  await t.test('send: two files go encrypted into one submitted envelope, with the plaintext SHA-256 beside', async (t) => {
     const res = await cli(tokens.sender, [
       'send',
       '--from',
@@ -178,25 +63,32 @@ forEachBackend(t, 'send, inbox, fetch and ack with the CLI', async (t, parts) =>
       'Budget 2027',
       '--reference',
       'REF-42',
-      'act.pdf.gpg',
+      'act.pdf',
       path.join(work, 'annex.txt'),
     ]);
     t.equal(res.code, 0, res.stderr);
     const printed = JSON.parse(res.stdout);
     envelopeId = printed.id;
     t.match(printed, { status: 'submitted', from: 'secretariat@ixelles', metadata: { subject: 'Budget 2027', reference: 'REF-42' } });
-    t.match(res.stderr, /sent act\.pdf\.gpg \(20971520 bytes\)/, 'one line per file (stderr is not a terminal)');
-    t.match(res.stderr, /sent annex\.txt/);
+    t.match(res.stderr, /encrypted act\.pdf for secretariat@uccle, secretariat@ixelles/, 'encrypted for the recipient and the sender');
+    t.match(res.stderr, /sent act\.pdf\.gpg \(\d+ bytes\)/, 'one line per file and step (stderr is not a terminal)');
+    t.match(res.stderr, /sent annex\.txt\.gpg/);
     t.notMatch(res.stderr, /Warning|\r/, 'no progress bar and no runtime warning in a log');
-    t.same(await stateFiles(), [], 'the resume state is removed after the submission');
+    t.same(await stateEntries(), [], 'the resume state and the spools are removed after the submission');
 
     // Independent check: the server's own view.
     const envelope: any = await (await asSender('GET', `/api/v1/envelopes/${envelopeId}`)).json();
     t.equal(envelope.status, 'submitted');
     t.match(envelope.recipients, [{ address: 'secretariat@uccle', status: 'delivered' }]);
     const byName = Object.fromEntries(envelope.files.map((f: { name: string }) => [f.name, f]));
-    t.match(byName['act.pdf.gpg'], { size: big.length, sha256: sha256(big), mediaType: 'application/pgp-encrypted', complete: true });
-    t.match(byName['annex.txt'], { size: small.length, sha256: sha256(small), mediaType: 'application/octet-stream', complete: true });
+    t.match(byName['act.pdf.gpg'], { plaintextSha256: sha256(big), mediaType: 'application/pgp-encrypted', complete: true });
+    t.match(byName['annex.txt.gpg'], { plaintextSha256: sha256(small), mediaType: 'application/pgp-encrypted', complete: true });
+    // What the server holds is not the plaintext: OpenPGP adds its packets, and the bytes differ.
+    t.ok(byName['act.pdf.gpg'].size > big.length, 'the stored file is larger than the plaintext (OpenPGP packets)');
+    t.not(byName['act.pdf.gpg'].sha256, sha256(big), 'the stored file is not the plaintext');
+    const stored = Buffer.from(await (await asSender('GET', byName['annex.txt.gpg'].href)).arrayBuffer());
+    t.equal(stored.indexOf(small.subarray(0, 12)), -1, 'the small file is not readable in what the server stores');
+    t.equal(sha256(stored), byName['annex.txt.gpg'].sha256);
   });
 
   await t.test('inbox: the recipient lists it, the sender finds it in the outbox', async (t) => {
@@ -219,20 +111,38 @@ forEachBackend(t, 'send, inbox, fetch and ack with the CLI', async (t, parts) =>
     t.equal(foreign.code, 3, 'another entity cannot list the mailbox');
   });
 
-  await t.test('fetch: the recipient gets the identical bytes and envelope.json', async (t) => {
+  await t.test("fetch: the recipient decrypts with its mailbox's deposited key and gets the identical bytes and envelope.json", async (t) => {
     const res = await cli(tokens.recipient, ['fetch', envelopeId, '--dir', fetched]);
     t.equal(res.code, 0, res.stderr);
-    t.equal(sha256(await readFile(path.join(fetched, 'act.pdf.gpg'))), sha256(big), 'the big file is identical');
+    t.equal(sha256(await readFile(path.join(fetched, 'act.pdf'))), sha256(big), 'the big file is identical');
     t.same(await readFile(path.join(fetched, 'annex.txt')), small, 'the small file is identical');
     const saved = JSON.parse(await readFile(path.join(fetched, 'envelope.json'), 'utf8'));
     t.match(saved, { id: envelopeId, metadata: { subject: 'Budget 2027' }, recipients: [{ address: 'secretariat@uccle', status: 'retrieved' }] });
-    t.same((await readdir(fetched)).sort(), ['act.pdf.gpg', 'annex.txt', 'envelope.json'], 'no .part is left');
+    t.same((await readdir(fetched)).sort(), ['act.pdf', 'annex.txt', 'envelope.json'], 'no .part, staging or temporary file is left');
+    t.match(res.stderr, /decrypted act\.pdf \(20971520 bytes, plaintext SHA-256 verified\)/);
+    t.notMatch(res.stderr, new RegExp(PASSPHRASE), 'the passphrase is never printed');
     const summary = JSON.parse(res.stdout);
-    t.match(summary, { envelope: envelopeId, files: [{ fetched: true }, { fetched: true }] });
+    t.match(summary, { envelope: envelopeId, files: [{ fetched: true, decrypted: true, plaintextSha256: sha256(big) }, { fetched: true, decrypted: true }] });
+
+    const raw = path.join(work, 'raw');
+    const kept = await cli(tokens.recipient, ['fetch', envelopeId, '--dir', raw, '--raw']);
+    t.equal(kept.code, 0, kept.stderr);
+    t.same((await readdir(raw)).sort(), ['act.pdf.gpg', 'annex.txt.gpg', 'envelope.json'], '--raw keeps the server names');
+    t.equal(sha256(await readFile(path.join(raw, 'act.pdf.gpg'))), saved.files.find((f: { name: string }) => f.name === 'act.pdf.gpg').sha256, '--raw keeps the ciphertext as stored');
+
+    const noSecret = await start(['fetch', envelopeId, '--dir', path.join(work, 'nosecret')], { BXCHANGE_URL: url, BXCHANGE_TOKEN: tokens.recipient, XDG_STATE_HOME: stateHome }, work).done;
+    t.equal(noSecret.code, 2, 'without a passphrase and without a terminal: a usage error');
+    t.match(noSecret.stderr, /no passphrase to unlock the private key: set BXCHANGE_PASSPHRASE/);
+    t.notOk(existsSync(path.join(work, 'nosecret', 'act.pdf')), 'nothing was decrypted');
+
+    const wrong = await start(['fetch', envelopeId, '--dir', path.join(work, 'wrongsecret')], { ...env(tokens.recipient), BXCHANGE_PASSPHRASE: 'not the passphrase at all' }, work).done;
+    t.equal(wrong.code, 1, 'a wrong passphrase fails');
+    t.match(wrong.stderr, /the passphrase \(BXCHANGE_PASSPHRASE\) does not unlock the active key [0-9a-f]{40} of secretariat@uccle/);
+    t.same((await readdir(path.join(work, 'wrongsecret'))).filter((n) => !n.endsWith('.part')), [], 'no plaintext file (the verified ciphertext .part is kept for the next run)');
   });
 
   await t.test('fetch: never overwrites a different file without --force; an identical one is kept; a .part resumes', async (t) => {
-    const target = path.join(fetched, 'act.pdf.gpg');
+    const target = path.join(fetched, 'act.pdf');
     const tampered = Buffer.from('not the file');
     await writeFile(target, tampered);
     const refused = await cli(tokens.recipient, ['fetch', envelopeId, '--dir', fetched]);
@@ -250,9 +160,9 @@ forEachBackend(t, 'send, inbox, fetch and ack with the CLI', async (t, parts) =>
     t.match(again.stderr, /already there/);
     t.match(JSON.parse(again.stdout), { files: [{ fetched: false }, { fetched: false }] });
 
-    // An interrupted fetch: part of the file is in act.pdf.gpg.part.
+    // An interrupted fetch: part of the ciphertext is in act.pdf.part.
     await rm(target);
-    await copyFile(path.join(work, 'act.pdf.gpg'), `${target}.part`);
+    await copyFile(path.join(work, 'raw', 'act.pdf.gpg'), `${target}.part`);
     await truncate(`${target}.part`, 5 * MiB);
     const resumed = await cli(tokens.recipient, ['fetch', envelopeId, '--dir', fetched, '--file', JSON.parse(again.stdout).files.find((f: { name: string }) => f.name === 'act.pdf.gpg').id]);
     t.equal(resumed.code, 0, resumed.stderr);
@@ -288,31 +198,33 @@ forEachBackend(t, 'send, inbox, fetch and ack with the CLI', async (t, parts) =>
     t.match(envelope.recipients, [{ address: 'secretariat@uccle', status: 'acknowledged', acknowledgedAt: String }]);
   });
 
-  await t.test('an interrupted send resumes when run again: same draft, one envelope, the rest of the bytes only', async (t) => {
-    const huge = randomBytes(40 * MiB);
-    await writeFile(path.join(work, 'register.pgp'), huge);
+  await t.test('an interrupted send resumes from the same encrypted spool when run again: same draft, one envelope, the rest of the bytes only', async (t) => {
+    const huge = randomBytes(60 * MiB);
+    await writeFile(path.join(work, 'register.pdf'), huge);
     const relay = new GateRelay(port);
     const relayUrl = `http://127.0.0.1:${await relay.listen()}`;
     t.teardown(() => relay.close());
     // The first 8 MiB chunk goes through, then the relay holds everything.
     relay.limit = 12 * MiB;
-    const args = ['send', '--from', 'secretariat@ixelles', '--to', 'secretariat@uccle', '--subject', 'Registre', 'register.pgp'];
-    const env = { BXCHANGE_URL: relayUrl, BXCHANGE_TOKEN: tokens.sender, XDG_STATE_HOME: stateHome };
-    const first = start(args, env, work);
+    const args = ['send', '--from', 'secretariat@ixelles', '--to', 'secretariat@uccle', '--subject', 'Registre', 'register.pdf'];
+    const first = start(args, env(tokens.sender, relayUrl), work);
 
-    const { draftId, uploadUrl, offset } = await until('a partial upload on the server', async () => {
+    const { draftId, uploadUrl, offset, spool, spoolSha256, spoolSize } = await until('a partial upload on the server', async () => {
       const [file] = await stateFiles();
       if (file === undefined) return undefined;
       const state = JSON.parse(await readFile(file, 'utf8'));
-      const uploadUrl = state.files?.[0]?.uploadUrl as string | null;
+      const entry = state.files?.[0];
+      const uploadUrl = entry?.uploadUrl as string | null;
       if (!uploadUrl) return undefined;
       // Asked of the server directly, not through the relay.
       const head = await asSender('HEAD', new URL(uploadUrl).pathname);
       const offset = Number(head.headers.get('upload-offset'));
-      return offset > 0 ? { draftId: state.envelopeId as string, uploadUrl, offset } : undefined;
+      return offset > 0
+        ? { draftId: state.envelopeId as string, uploadUrl, offset, spool: entry.spool as string, spoolSha256: entry.spoolSha256 as string, spoolSize: entry.spoolSize as number }
+        : undefined;
     });
-    t.ok(offset < huge.length, `the server holds part of the file (${offset} bytes)`);
-    const concurrent = await start(args, env, work).done;
+    t.ok(offset < spoolSize, `the server holds part of the file (${offset} bytes)`);
+    const concurrent = await start(args, env(tokens.sender, relayUrl), work).done;
     t.equal(concurrent.code, 1, 'the same send cannot run twice at once');
     t.match(concurrent.stderr, `already running (process ${first.child.pid})`);
     first.child.kill('SIGKILL');
@@ -321,18 +233,40 @@ forEachBackend(t, 'send, inbox, fetch and ack with the CLI', async (t, parts) =>
     relay.open();
     t.equal((await stateFiles()).length, 1, 'the resume state survived the kill');
 
-    const second = await start(args, env, work).done;
-    t.equal(second.code, 0, second.stderr);
-    const submitted = JSON.parse(second.stdout);
+    // The spool, as the interrupted run left it: ciphertext only, owner-only, in an owner-only folder.
+    const spoolBytes = await readFile(spool);
+    t.equal(sha256(spoolBytes), spoolSha256, 'the state records the spool SHA-256');
+    t.equal(spoolBytes.indexOf(huge.subarray(MiB, MiB + 64)), -1, 'the spool holds no plaintext');
+    t.equal((await stat(spool)).mode & 0o777, 0o600, 'the spool is readable by its owner only');
+    t.equal((await stat(path.dirname(spool))).mode & 0o777, 0o700, 'the spool folder is reachable by its owner only');
+    const before = await stat(spool);
+    t.same(
+      (await readdir(path.join(stateHome, 'bxchange'), { recursive: true })).filter((n) => !/send-[0-9a-f]{32}(\.json|\.lock|\.spool(\/0\.gpg)?)$/.test(n)),
+      [],
+      'no other file in the state folder (no plaintext copy)',
+    );
+
+    // The second run is held part-way too, to look at the spool it resumes from while it sends.
+    relay.limit = 4 * MiB;
+    const second = start(args, env(tokens.sender, relayUrl), work);
+    await until('the second run to be held by the relay', async () => (relay.stalled ? true : undefined));
+    const during = await stat(spool);
+    t.equal(during.ino, before.ino, 'it sends the very spool of the interrupted run (same inode)');
+    t.equal(during.mtimeMs, before.mtimeMs, 'not encrypted again (same modification time)');
+    relay.open();
+    const done = await second.done;
+    t.equal(done.code, 0, done.stderr);
+    const submitted = JSON.parse(done.stdout);
     t.equal(submitted.id, draftId, 'the same draft was submitted');
     t.equal(submitted.status, 'submitted');
-    t.match(second.stderr, `resuming the interrupted send of draft ${draftId}`);
-    t.match(second.stderr, /sent register\.pgp \(41943040 bytes, resumed at \d+\)/);
-    t.ok(relay.forwarded < huge.length, `the second run sent less than the file (${relay.forwarded} bytes)`);
-    t.same(await stateFiles(), [], 'the resume state is gone after the submission');
+    t.match(done.stderr, `resuming the interrupted send of draft ${draftId}`);
+    t.notMatch(done.stderr, /encrypted register/, 'the second run did not encrypt');
+    t.match(done.stderr, new RegExp(`sent register\\.pdf\\.gpg \\(${spoolSize} bytes, resumed at \\d+\\)`));
+    t.ok(relay.forwarded < spoolSize, `the second run sent less than the file (${relay.forwarded} bytes)`);
+    t.same(await stateEntries(), [], 'the resume state and the spool are gone after the submission');
 
     const envelope: any = await (await asSender('GET', `/api/v1/envelopes/${draftId}`)).json();
-    t.match(envelope.files, [{ name: 'register.pgp', size: huge.length, sha256: sha256(huge), complete: true }]);
+    t.match(envelope.files, [{ name: 'register.pdf.gpg', size: spoolSize, sha256: spoolSha256, plaintextSha256: sha256(huge), complete: true }]);
     t.equal(envelope.files.length, 1);
     const outbox: any = await (await asSender('GET', '/api/v1/mailboxes/secretariat@ixelles/envelopes?direction=out')).json();
     const registers = outbox.items.filter((e: { metadata: { subject: string } }) => e.metadata.subject === 'Registre');
