@@ -9,6 +9,7 @@ import { createReceiptSigner } from './crypto/cms.ts';
 import { checkpoint } from './db/audit.ts';
 import { createServices, EVIDENCE_ISSUER, resolveAdminToken } from './services.ts';
 import { readTlsOptions } from './tls.ts';
+import { sftpDeps, startSftpServer, type SftpServer } from './sftp/server.ts';
 
 export async function serve(config: Config): Promise<void> {
   const admin = await resolveAdminToken(config);
@@ -56,15 +57,19 @@ export async function serve(config: Config): Promise<void> {
     );
   const checkpointer = setInterval(() => void checkpointAudit(), config.sweepIntervalMs);
   checkpointer.unref();
+  let sftp: SftpServer | undefined;
   closeWithGrace({ delay: 10_000 }, async ({ err, signal }) => {
     if (err) app.log.error({ err }, 'closing after an error');
     else app.log.info({ signal }, 'closing');
     clearInterval(sweeper);
     clearInterval(checkpointer);
+    await sftp?.close();
     await app.close();
     await services.close();
   });
   await app.listen({ host: config.host, port: config.port });
+  // The SFTP door (SFTP_PORT): same services, same domain; off when unset.
+  if (config.sftp !== undefined) sftp = await startSftpServer(config.sftp, sftpDeps(services, app.log));
   void sweep().then(purge);
   void checkpointAudit();
   if (embedded || services.blobStore.kind === 'fs') {
