@@ -45,9 +45,10 @@ export function clearSessionCookie(reply: FastifyReply, config: Config): void {
  * make the victim's browser forge.
  */
 export function sameOrigin(request: FastifyRequest, config: Config, origin: string): boolean {
-  if (origin === new URL(config.publicUrl).origin) return true;
   try {
-    return origin === new URL(`${request.protocol}://${request.host}`).origin;
+    const given = new URL(origin).origin; // "null" and garbage throw or give "null"
+    if (given === 'null') return false;
+    return given === new URL(config.publicUrl).origin || given === new URL(`${request.protocol}://${request.host}`).origin;
   } catch {
     return false;
   }
