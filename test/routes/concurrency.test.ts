@@ -8,6 +8,12 @@
  * verifies (no two entries share a predecessor) and every envelope's
  * evidence is one unforked chain of valid receipts with exactly the events
  * that happened. PGlite is one node only: there the same load runs through one app.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): the three mailboxes
+ * publish keys (on node A; drafts made on node B pin them too), every file is
+ * real OpenPGP ciphertext for the keys its draft pins, and every download is
+ * compared with that ciphertext and decrypted with the downloading
+ * recipient's key.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
@@ -17,6 +23,7 @@ import { rowsOf, openDatabase } from '../../src/db/client.ts';
 import { evidenceHash } from '../../src/domain/evidence.ts';
 import { createS3BlobStore } from '../../src/storage/s3-blob-store.ts';
 import { forEachBackend, startApp, testPki, type TestApp } from '../helpers/backends.ts';
+import { decryptWith, draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const API = '/api/v1';
 const ENVELOPES = 50;
@@ -67,6 +74,8 @@ forEachBackend(t, `${ENVELOPES} concurrent submissions over two nodes`, async (t
   const sender = await member('ixelles-bo', 'secretariat@ixelles');
   const uccle = await member('uccle-bo', 'secretariat@uccle');
   const evere = await member('evere-bo', 'secretariat@evere');
+  // A draft needs a key for each recipient and for its sender.
+  const keys = await publishKeys(nodeA, ['secretariat@ixelles', 'secretariat@uccle', 'secretariat@evere']);
 
   // Drafts and their files, spread over both nodes.
   const indexes = Array.from({ length: ENVELOPES }, (_, i) => i);
@@ -81,7 +90,15 @@ forEachBackend(t, `${ENVELOPES} concurrent submissions over two nodes`, async (t
       ),
     ),
   );
-  const contents = indexes.map(() => randomBytes(2048));
+  const pins = ['secretariat@uccle', 'secretariat@evere', 'secretariat@ixelles'].map((a) => `${a} ${keys.get(a)!.fingerprint}`);
+  t.same(
+    drafts.map((d) => d.encryptionKeys.map((k: { mailbox: string; fingerprint: string }) => `${k.mailbox} ${k.fingerprint}`)),
+    indexes.map(() => pins),
+    'the drafts made on either node pin the keys published on node A',
+  );
+  const plaintexts = indexes.map(() => randomBytes(2048));
+  // What is uploaded and must come back: ciphertext for the keys each draft pins.
+  const contents = await Promise.all(indexes.map((i) => encryptFor(draftKeys(drafts[i]), plaintexts[i]!)));
   const fileIds = await Promise.all(
     indexes.map(async (i) => {
       const form = multipart(`letter-${i}.pdf.gpg`, contents[i]!);
@@ -109,8 +126,16 @@ forEachBackend(t, `${ENVELOPES} concurrent submissions over two nodes`, async (t
     t.ok(answers.every((r) => r.statusCode === 200), `all answered 200 (${[...new Set(answers.map((r) => r.statusCode))].join(', ')})`);
     t.ok(
       answers.every((r, k) => r.rawPayload.equals(contents[Math.floor(k / 3)]!)),
-      'both nodes served the stored bytes',
+      'both nodes served the stored bytes (the ciphertext uploaded)',
     );
+    // Each answer decrypts, with the key of the recipient that downloaded it, into the original plaintext.
+    const readers = [keys.get('secretariat@uccle')!, keys.get('secretariat@uccle')!, keys.get('secretariat@evere')!];
+    const undecrypted: number[] = [];
+    for (const [k, r] of answers.entries()) {
+      const plain = await decryptWith(readers[k % 3]!, r.rawPayload).catch(() => null);
+      if (plain === null || !plain.equals(plaintexts[Math.floor(k / 3)]!)) undecrypted.push(k);
+    }
+    t.same(undecrypted, [], `the ${answers.length} downloads decrypt into the original plaintexts with the recipients' keys`);
   });
 
   await t.test('then every envelope acknowledged by both recipients at once, on different nodes', async (t) => {
