@@ -247,6 +247,7 @@ export const EnvelopeView = Type.Object({
   encryptionKeys: Type.Array(PinnedKeyView, {
     description: "Encrypt every file for all these keys (the recipients' and the sender's), pinned when the draft was made (DESIGN §4c)",
   }),
+  requiredRoles: Type.Array(Type.String(), { description: "File roles the type requires for this metadata (e.g. a tutelle act's deliberation); each needs one file with that role" }),
   files: Type.Array(FileView),
   uploadUrl: Type.Optional(Type.String()),
   receipts: Type.Optional(Type.Array(ReceiptRefLazy())),
@@ -264,6 +265,7 @@ export const EnvelopeSummaryView = Type.Object({
   recipients: Type.Array(RecipientView),
   createdAt: Type.String({ format: 'date-time' }),
   submittedAt: nullable(Type.String({ format: 'date-time' })),
+  deadline: nullable(Type.String({ description: 'Legal deadline (YYYY-MM-DD) the type computed at submit, if any' })),
   href: Type.String(),
 });
 

@@ -2,6 +2,16 @@
 import type { Entity, Mailbox, Page, Principal, Role, TokenInfo } from '../domain/model.ts';
 import type { EnvelopeRecord, FileRecord, RecipientRecord, StoredEvidence } from '../domain/ports.ts';
 import { pinnedKeysView } from '../domain/envelopes.ts';
+import { findEnvelopeType } from '../domain/envelope-types/index.ts';
+
+/** The file roles the envelope's type asks for, given its metadata (checked again at submit). */
+function requiredRolesOf(e: EnvelopeRecord): string[] {
+  try {
+    return findEnvelopeType(e.type, e.typeVersion)?.requiredRoles(e.metadata as never) ?? [];
+  } catch {
+    return []; // metadata the type no longer understands (a purged envelope): nothing to ask for
+  }
+}
 
 export const API = '/api/v1';
 
@@ -113,6 +123,7 @@ export const envelopeView = (e: EnvelopeRecord, receipts?: StoredEvidence[]) => 
   computed: e.computed,
   recipients: e.recipients.map(recipientView),
   encryptionKeys: pinnedKeysView(e.encryptionKeys),
+  requiredRoles: requiredRolesOf(e),
   files: e.files.map(fileView),
   ...(e.status === 'draft' ? { uploadUrl: `${API}/uploads` } : {}),
   ...(receipts === undefined ? {} : { receipts: receipts.map(receiptRef) }),
@@ -134,5 +145,6 @@ export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files'>, mailbox?: 
   recipients: e.recipients.map(recipientView),
   createdAt: e.createdAt.toISOString(),
   submittedAt: iso(e.submittedAt),
+  deadline: e.deadline,
   href: `${API}/envelopes/${e.id}`,
 });
