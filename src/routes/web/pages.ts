@@ -47,7 +47,7 @@ export function devSignInPage(principals: DevPrincipal[], returnTo: string): str
     return layout(
       'Development sign-in',
       `${banner}\n<p>There is no active principal yet. Create one with the bootstrap administrator token, for example:</p>
-<pre>npx bxchange principal create --name clerk --kind user --member secretariat@ixelles:read,send,manage</pre>`,
+<pre>npx bxchange principal create --name clerk --kind user --member secretariat@ixelles=read,send,manage</pre>`,
     );
   }
   const options = principals
