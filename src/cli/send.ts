@@ -502,9 +502,20 @@ function pinnedKeys(draft: EnvelopeJson, api: ApiClient): PinnedKey[] {
 const fingerprints = (keys: PinnedKey[]) => [...new Set(keys.map((k) => k.fingerprint.toLowerCase()))].sort();
 const sameKeys = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
+/**
+ * Removes an upload from the draft: tus termination (which also drops what
+ * the tus store keeps beside an unfinished upload), else the API's
+ * `DELETE /envelopes/{id}/files/{fileId}`. Best effort: what stays behind is
+ * removed as a stray before the submission.
+ */
 async function terminate(s: Sending, uploadUrl: string): Promise<void> {
   const { Upload } = await import('tus-js-client');
-  await Upload.terminate(uploadUrl, { headers: s.api.authorization(), httpStack: tusHttpStack, retryDelays: [0, 1000] }).catch(() => {});
+  try {
+    await Upload.terminate(uploadUrl, { headers: s.api.authorization(), httpStack: tusHttpStack, retryDelays: [0, 1000] });
+  } catch {
+    const fileId = fileIdOf(uploadUrl);
+    if (fileId !== undefined) await s.api.request('DELETE', `/api/v1/envelopes/${seg(s.envelopeId)}/files/${seg(fileId)}`).catch(() => {});
+  }
 }
 
 /** Size and SHA-256 of a file, or null when it cannot be read. */
