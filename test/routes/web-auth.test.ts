@@ -136,7 +136,9 @@ forEachBackend(t, 'web sign-in through a real OpenID provider', async (t, parts)
     t.match(res.body, /Ask an administrator/);
     t.match(res.body, /stranger-sub/, 'the page names the subject to give the administrator');
     t.notOk(cookieOf(res, 'bx_session'));
-    t.equal((await session(jar)).res.statusCode, 401);
+    const refusedSession = (await session(jar)).res;
+    t.equal(refusedSession.statusCode, 401);
+    t.same(json(refusedSession).signIn, { oidc: true, dev: false }, 'the 401 names the ways in');
   });
 
   t.test('a linked identity gets a session cookie and lands on returnTo', async (t) => {
@@ -381,6 +383,9 @@ forEachBackend(t, 'development sign-in (embedded default)', async (t, parts) => 
     const page = await browse(api, jar, 'GET', '/auth/dev?returnTo=/app/inbox');
     t.equal(page.statusCode, 200);
     t.match(page.headers['content-security-policy'], /script-src 'self'/);
+    t.equal(page.headers['referrer-policy'], 'same-origin', 'a form POST from this page carries its real Origin (not null)');
+    t.same(json(await browse(api, new CookieJar(), 'GET', '/auth/session')).signIn, { oidc: false, dev: true });
+    t.equal((await browse(api, new CookieJar(), 'HEAD', '/auth/dev')).statusCode, 200, 'HEAD /auth/dev tells the landing page');
     t.notMatch(page.body, /<script|<style|\sstyle=|\son[a-z]+=/i, 'no inline script or style');
     t.match(page.body, /Development sign-in/);
     t.match(page.body, /ixelles-clerk/);
@@ -439,6 +444,7 @@ t.test('the static UI: strict CSP, client-side routes under /app/, never for /ap
   t.equal(root.headers['content-security-policy'], expected);
   t.match(root.body, /<title>bxchange/);
   t.equal(root.headers['x-content-type-options'], 'nosniff');
+  t.equal(root.headers['referrer-policy'], 'same-origin');
 
   const js = await api.app.inject({ method: 'GET', url: '/main.js' });
   t.equal(js.statusCode, 200);

@@ -21,7 +21,7 @@ import { FLOW_COOKIE, FLOW_TTL_MS, flowKey, openFlow, sealFlow } from './flow-co
 import { createOidcRelyingParty } from './oidc-client.ts';
 import { PAGE_CSS, devSignInPage, messagePage } from './pages.ts';
 import { CSRF_HEADER, checkOrigin, clearSessionCookie, secureCookies, sessionCookieOf, setSessionCookie } from './session-cookie.ts';
-import { UI_CSP } from './ui.ts';
+import { UI_CSP, UI_REFERRER_POLICY } from './ui.ts';
 
 /** Only a path of this site: `/…`, never `//host` or `/\host` (open redirects). */
 export function safeReturnTo(value: unknown): string {
@@ -55,6 +55,11 @@ export default async function auth(app: FastifyInstance, { services }: { service
   // HTML forms post urlencoded; only here.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_request, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+
+  // Every /auth answer: see UI_REFERRER_POLICY (a dev sign-in form POST must carry its real Origin).
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('referrer-policy', UI_REFERRER_POLICY);
   });
 
   app.addHook('onReady', async () => {
@@ -171,9 +176,17 @@ export default async function auth(app: FastifyInstance, { services }: { service
 
   app.get('/session', { schema: { tags, summary: 'The signed-in principal and the CSRF token for state-changing requests' } }, async (request, reply) => {
     reply.header('cache-control', 'no-store');
+    // The 401 says which ways in this server offers, so the landing page needs no probe.
+    const signIn = { oidc: oidc !== undefined, dev: config.devSignIn };
     const secret = sessionCookieOf(request);
-    if (secret === undefined) throw new AppError('noAccessToken', 'Not signed in');
-    const resolved = await sessions.resolve(secret);
+    if (secret === undefined) throw new AppError('noAccessToken', 'Not signed in', { extensions: { signIn } });
+    let resolved: Awaited<ReturnType<typeof sessions.resolve>>;
+    try {
+      resolved = await sessions.resolve(secret);
+    } catch (err) {
+      if (err instanceof AppError && err.status === 401) throw new AppError(err.code, err.message, { extensions: { signIn } });
+      throw err;
+    }
     const { principal, session } = resolved;
     return {
       principal: { id: principal.id, name: principal.name, displayName: principal.displayName },

@@ -13,6 +13,13 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { AppError } from '../../errors.ts';
 import type { Services } from '../../services.ts';
 
+/**
+ * Not helmet's `no-referrer`: under it Chromium sends `Origin: null` on a form
+ * POST, which the same-origin check of POST /auth/dev must refuse.
+ * `same-origin` still sends nothing to other sites.
+ */
+export const UI_REFERRER_POLICY = 'same-origin';
+
 /** The Content-Security-Policy of the UI and of the server-rendered /auth pages. */
 export const UI_CSP = [
   "default-src 'self'",
@@ -33,6 +40,7 @@ export default async function ui(app: FastifyInstance, { services }: { services:
   // Encapsulated: only the UI's answers get this policy (the API keeps helmet's).
   app.addHook('onRequest', async (_request, reply) => {
     reply.header('content-security-policy', UI_CSP);
+    reply.header('referrer-policy', UI_REFERRER_POLICY);
   });
 
   if (!built) {
