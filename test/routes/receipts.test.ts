@@ -2,6 +2,10 @@
  * Signed receipts through the HTTP door, verified with the real OpenSSL:
  * every evidence type, the chain between an envelope's receipts, tampering,
  * and who may see which receipt.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): the mailboxes publish keys
+ * through the API and the uploaded file is ciphertext for the draft's keys, so
+ * the receipts' digests are those of the ciphertext the server stored.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -9,6 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { forEachBackend, startApp, tempDir, type TestApp } from '../helpers/backends.ts';
+import { decryptWith, draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const API = '/api/v1';
 
@@ -35,6 +40,7 @@ forEachBackend(t, 'receipts', async (t, parts) => {
     await post(`${API}/entities`, { id, kind: 'commune', name: { fr: id, nl: id } });
     await post(`${API}/entities/${id}/mailboxes`, { name: 'secretariat' });
   }
+  const keys = await publishKeys(api, ['secretariat@ixelles', 'secretariat@uccle', 'secretariat@evere']);
   const member = async (name: string, mailbox: string) => {
     const p = await post(`${API}/principals`, { name, kind: 'machine', memberships: [{ mailbox, roles: ['read', 'send'] }] });
     return (await post(`${API}/principals/${p.id}/tokens`, {})).token as string;
@@ -72,15 +78,19 @@ forEachBackend(t, 'receipts', async (t, parts) => {
   t.equal((await api.call('POST', `${API}/envelopes/${refused.id}/submit`, { token: sender })).statusCode, 422);
 
   const envelope = await post(`${API}/envelopes`, { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle', 'secretariat@evere'], metadata: { subject: 'Budget 2027' } }, sender);
-  const data = randomBytes(50_000);
-  const plaintextSha256 = createHash('sha256').update('the plaintext').digest('hex');
+  const plaintext = randomBytes(50_000);
+  const data = await encryptFor(draftKeys(envelope), plaintext);
+  const plaintextSha256 = createHash('sha256').update(plaintext).digest('hex');
   const form = multipart([{ filename: 'budget.pdf.gpg', data }], { plaintextSha256 });
   const uploaded = await api.call('POST', `${API}/envelopes/${envelope.id}/files`, { token: sender, body: form.body, headers: form.headers });
   t.equal(uploaded.statusCode, 201);
   const fileId = JSON.parse(uploaded.body).files[0].id;
   const submitted = JSON.parse((await api.call('POST', `${API}/envelopes/${envelope.id}/submit`, { token: sender })).body);
   t.equal(submitted.receipt.eventType, 'SubmissionAcceptance', 'submit answers with the acceptance receipt');
-  t.equal((await api.call('GET', `${API}/envelopes/${envelope.id}/files/${fileId}`, { token: uccle })).statusCode, 200);
+  const download = await api.call('GET', `${API}/envelopes/${envelope.id}/files/${fileId}`, { token: uccle });
+  t.equal(download.statusCode, 200);
+  t.ok(download.rawPayload.equals(data), 'the recipient downloads the ciphertext as uploaded');
+  t.ok((await decryptWith(keys.get('secretariat@uccle')!, download.rawPayload)).equals(plaintext), 'and decrypts it to the plaintext');
   t.equal((await api.call('GET', `${API}/envelopes/${envelope.id}/files/${fileId}`, { token: uccle })).statusCode, 200, 'a second download');
   t.equal((await api.call('GET', `${API}/envelopes/${envelope.id}/files/${fileId}`, { token: sender })).statusCode, 200, "the sender's download");
   t.equal((await api.call('POST', `${API}/envelopes/${envelope.id}/acknowledge`, { token: uccle, body: {} })).statusCode, 200);
