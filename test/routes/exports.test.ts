@@ -5,6 +5,10 @@
  * again after the cursor, CSV that an independent RFC 4180 parser reads back,
  * and — on PostgreSQL, where two transactions can really interleave — a
  * transaction that commits after a younger one is never skipped.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): the mailboxes publish keys
+ * through the API and the files sent through the HTTP door are ciphertext
+ * for each draft's keys, so the digests the feed serves are the ciphertext's.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +23,7 @@ import { findEnvelopeType } from '../../src/domain/envelope-types/index.ts';
 import { createExports } from '../../src/domain/exports.ts';
 import { uuidv7 } from '../../src/domain/ids.ts';
 import { forEachBackend, startApp, type TestApp } from '../helpers/backends.ts';
+import { draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const API = '/api/v1';
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
@@ -89,6 +94,7 @@ forEachBackend(t, 'export feed', async (t, parts) => {
   await post(`${API}/entities/ixelles/mailboxes`, { name: 'secretariat' });
   await post(`${API}/entities/uccle/mailboxes`, { name: 'secretariat' });
   await post(`${API}/entities/bpl/mailboxes`, { name: 'merite' });
+  await publishKeys(api, ['secretariat@ixelles', 'secretariat@uccle', 'merite@bpl']);
   const principal = async (name: string, body: Record<string, unknown>) => {
     const p = await post(`${API}/principals`, { name, ...body });
     return { id: p.id as string, token: (await post(`${API}/principals/${p.id}/tokens`, {})).token as string };
@@ -117,10 +123,13 @@ forEachBackend(t, 'export feed', async (t, parts) => {
     if (options.submit && !(await repo.markSubmitted(id, new Date(), system(id), () => []))) throw new Error(`could not submit ${id}`);
     return id;
   };
-  /** An envelope through the HTTP door: draft, multipart upload, submit. */
-  const viaHttp = async (body: Record<string, unknown>, files: Array<{ name: string; role?: string; data: Buffer }>, submit = true) => {
+  /** An envelope through the HTTP door: draft, multipart upload of each plaintext encrypted for the draft's keys, submit; the id and the bytes uploaded. */
+  const viaHttp = async (body: Record<string, unknown>, files: Array<{ name: string; role?: string; plaintext: Buffer }>, submit = true) => {
     const draft = await post(`${API}/envelopes`, { from: 'secretariat@ixelles', ...body }, sender.token);
-    for (const file of files) {
+    const uploaded: Buffer[] = [];
+    for (const plainFile of files) {
+      const file = { ...plainFile, data: await encryptFor(draftKeys(draft), plainFile.plaintext) };
+      uploaded.push(file.data);
       const boundary = `----bx${randomBytes(8).toString('hex')}`;
       const payload = Buffer.concat([
         ...(file.role === undefined ? [] : [Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="role"\r\n\r\n${file.role}\r\n`)]),
@@ -135,20 +144,21 @@ forEachBackend(t, 'export feed', async (t, parts) => {
       const res = await api.call('POST', `${API}/envelopes/${draft.id}/submit`, { token: sender.token });
       if (res.statusCode !== 200) throw new Error(`submit: ${res.statusCode} ${res.body}`);
     }
-    return draft.id as string;
+    return { id: draft.id as string, uploaded };
   };
 
-  const pgp = (n: number) => Buffer.concat([Buffer.from('-----BEGIN PGP MESSAGE-----\n'), randomBytes(n)]);
-  const letterBytes = pgp(3000);
   // A subject that needs every CSV quoting rule, and a file name that is personal data.
   const trickySubject = 'Convention "voirie", phase 2\r\nsuite; à signer';
-  const letterId = await viaHttp(
+  const letterSent = await viaHttp(
     { type: 'general.letter', to: ['secretariat@uccle'], metadata: { subject: trickySubject, reference: 'IX/2026/042' } },
-    [{ name: 'Jean Dupont - dossier personnel.pdf.gpg', data: letterBytes }],
+    [{ name: 'Jean Dupont - dossier personnel.pdf.gpg', plaintext: randomBytes(3000) }],
   );
+  const letterId = letterSent.id;
+  /** The ciphertext the sender uploaded. */
+  const letterBytes = letterSent.uploaded[0]!;
   const nominationMetadata = { proposedRank: 'Chevalier de l’Ordre de Léopold', posthumous: false, proposerReference: 'NOM-SECRET-7731' };
-  const httpNomination = await viaHttp({ type: 'decoration.nomination', metadata: nominationMetadata }, [{ name: 'proposition.pdf.gpg', role: 'nomination', data: pgp(500) }]);
-  const httpDraft = await viaHttp({ type: 'general.letter', to: ['secretariat@uccle'], metadata: { subject: 'never sent' } }, [{ name: 'brouillon.gpg', data: pgp(10) }], false);
+  const httpNomination = (await viaHttp({ type: 'decoration.nomination', metadata: nominationMetadata }, [{ name: 'proposition.pdf.gpg', role: 'nomination', plaintext: randomBytes(500) }])).id;
+  const httpDraft = (await viaHttp({ type: 'general.letter', to: ['secretariat@uccle'], metadata: { subject: 'never sent' } }, [{ name: 'brouillon.gpg', plaintext: randomBytes(10) }], false)).id;
 
   const letters: string[] = [];
   for (let i = 0; i < 30; i++) letters.push(await direct('general.letter', { subject: `Lettre ${i}`, reference: `IX/${i}` }, { submit: true, files: i % 5 === 0 ? [`Mme Martin ${i}.gpg`] : [] }));
