@@ -124,7 +124,7 @@ export async function renderMailbox(main: HTMLElement, address: string, directio
           h('td', null, direction === 'in' ? e.from : e.recipients.map((r) => r.address).join(', ')),
           h('th', { scope: 'row' }, link(e.envelopeStatus === 'draft' ? `/app/drafts/${e.id}` : `/app/envelopes/${e.id}`, subject || t('open'))),
           h('td', null, h('span', { class: `badge status-${e.status}` }, statusLabel(e.status))),
-          h('td', { class: d?.overdue ? 'overdue' : null }, d === null ? '—' : [formatDate(d.date), d.overdue ? h('strong', null, ` (${t('overdue')})`) : null]),
+          h('td', { class: d?.overdue ? 'deadline overdue' : 'deadline' }, d === null ? '—' : [formatDate(d.date), d.overdue ? h('strong', null, ` (${t('overdue')})`) : null]),
         ),
       );
       shown += 1;

@@ -88,7 +88,7 @@ async function logout(): Promise<void> {
 
 function renderLanding(): void {
   const returnTo = location.pathname.startsWith('/app/') ? location.pathname + location.search : '/app/';
-  const devLink = h('a', { href: '/auth/dev', class: 'button secondary', hidden: true }, t('devSignIn'));
+  const devLink = h('a', { href: `/auth/dev?returnTo=${encodeURIComponent(returnTo)}`, class: 'button secondary', id: 'dev-sign-in', hidden: true }, t('devSignIn'));
   clear(
     main,
     h(

@@ -1,0 +1,325 @@
+/**
+ * The web UI in a real Chromium against the real server (embedded default:
+ * PGlite + local folder; the browser flow does not depend on the backend,
+ * whose doors are tested on both elsewhere), signed in through a real OpenID
+ * provider (oidc-provider, in-process).
+ *
+ * Issue #9's scenario: a commune clerk composes a tutelle.act, sees a field
+ * error from the server next to its field, uploads a 200 MiB file encrypted
+ * in the browser with progress, reloads mid-upload and the upload resumes
+ * from the same OPFS spool, submits; a BPL clerk sees it in the inbox with
+ * its deadline, downloads and decrypts it (bytes equal to the original),
+ * verifies a receipt in the page and with openssl, acknowledges. Screenshots
+ * of each main screen go to test-artifacts/screens/.
+ *
+ * BX_WEB_TEST_MIB changes the file size (default 200).
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BrowserContext, Page, Request } from 'playwright-core';
+import t, { type Test } from 'tap';
+import { buildWeb } from '../../scripts/build-web.ts';
+import { seedBrussels } from '../../src/domain/seed.ts';
+import { generateMailboxKey } from '../../src/sdk/openpgp.ts';
+import { createFsBlobStore } from '../../src/storage/fs-blob-store.ts';
+import { freshPglite, startApp, tempDir, type TestApp } from '../helpers/backends.ts';
+import { freePort, startOidcProvider, testClientSecret } from '../helpers/oidc.ts';
+import { launchBrowser, withChromium } from './browser.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SCREENS = path.join(root, 'test-artifacts', 'screens');
+const MIB = Number(process.env.BX_WEB_TEST_MIB ?? 200);
+const SENDER = 'secretariat@ixelles';
+const TUTELLE = 'tutelle@bpl';
+const PASSPHRASE = 'correct horse battery staple';
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** `mib` MiB of random bytes written 1 MiB at a time; returns the SHA-256. */
+async function randomFile(file: string, mib: number): Promise<string> {
+  const hash = createHash('sha256');
+  const out = createWriteStream(file);
+  for (let i = 0; i < mib; i++) {
+    const chunk = randomBytes(1024 * 1024);
+    hash.update(chunk);
+    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  return hash.digest('hex');
+}
+
+async function json(res: { statusCode: number; body: string }, t: Test, expected: number, what: string): Promise<Record<string, unknown>> {
+  if (res.statusCode !== expected) t.fail(`${what}: ${res.statusCode} ${res.body}`);
+  return JSON.parse(res.body) as Record<string, unknown>;
+}
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  await mkdir(SCREENS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENS, `${name}.png`), fullPage: true });
+}
+
+/** Collects what would show a broken page: uncaught errors and CSP violations. */
+function watchConsole(page: Page, problems: string[]): void {
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) problems.push(`console: ${message.text()}`);
+  });
+}
+
+/** Signs in through the identity provider's real pages (login form, then consent). */
+async function signInWithOidc(page: Page, base: string, login: string): Promise<void> {
+  await page.goto(`${base}/`);
+  await page.locator('#sign-in').click();
+  await page.locator('input[name="login"]').fill(login);
+  await page.locator('input[name="password"]').fill('any');
+  await page.locator('button[type="submit"]').click();
+  // Consent page ("Continue"), then back to /auth/callback and the app.
+  await page.waitForURL((url) => url.href.startsWith(`${base}/`) || url.pathname.includes('consent') || url.pathname.includes('interaction'));
+  if (!page.url().startsWith(`${base}/`)) await page.locator('button[type="submit"]').click();
+  await page.waitForURL(`${base}/app/**`);
+  await page.locator('h1').first().waitFor();
+}
+
+async function setUp(t: Test, env: Record<string, string>): Promise<TestApp> {
+  const dataDir = await tempDir(t);
+  const api = await startApp(t, { name: 'embedded', database: await freshPglite(t), blobStore: createFsBlobStore(path.join(dataDir, 'blobs')), dataDir, s3: undefined }, { env });
+  await seedBrussels(api.services.directoryRepository);
+  return api;
+}
+
+async function createUsers(t: Test, api: TestApp): Promise<void> {
+  const users = [
+    { name: 'clerk-ixelles', displayName: 'Clerk Ixelles', memberships: [{ mailbox: SENDER, roles: ['read', 'send', 'manage'] }] },
+    { name: 'clerk-bpl', displayName: 'Clerk BPL', memberships: [{ mailbox: TUTELLE, roles: ['read', 'send', 'manage'] }] },
+  ];
+  for (const user of users) {
+    await json(await api.call('POST', '/api/v1/principals', { body: { ...user, kind: 'user', oidcSubject: user.name } }), t, 201, `creating ${user.name}`);
+  }
+  // Both mailboxes get a key pair whose private key is deposited locked; the browser unlocks it.
+  for (const address of [SENDER, TUTELLE]) {
+    const key = await generateMailboxKey({ address, passphrase: PASSPHRASE });
+    await json(
+      await api.call('PUT', `/api/v1/mailboxes/${address}/key`, { body: { publicKey: key.publicKeyArmored, privateKey: key.privateKeyArmored } }),
+      t,
+      200,
+      `publishing the key of ${address}`,
+    );
+  }
+}
+
+t.test('web UI', async (t) => {
+  await withChromium(t, 'a tutelle act goes from a commune clerk to a BPL clerk through the browser', async (t) => {
+    const work = await tempDir(t, 'bx-web-');
+    const webDir = await buildWeb({ outDir: path.join(work, 'web') });
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const clientSecret = testClientSecret();
+    const idp = await startOidcProvider(t, {
+      clients: [{ client_id: 'bxchange', client_secret: clientSecret, redirect_uris: [`${base}/auth/callback`], post_logout_redirect_uris: [`${base}/`] }],
+      accounts: { 'clerk-ixelles': { name: 'Clerk Ixelles' }, 'clerk-bpl': { name: 'Clerk BPL' } },
+    });
+    const api = await setUp(t, {
+      BXCHANGE_WEB_DIR: webDir,
+      PUBLIC_URL: base,
+      OIDC_ISSUER: idp.issuer,
+      OIDC_CLIENT_ID: 'bxchange',
+      OIDC_CLIENT_SECRET: clientSecret,
+      BXCHANGE_DEV_SIGNIN: 'false',
+    });
+    await api.app.listen({ host: '127.0.0.1', port });
+    await createUsers(t, api);
+
+    const original = path.join(work, 'deliberation.bin');
+    const originalSha = await randomFile(original, MIB);
+    const downloads = path.join(work, 'downloads');
+    await mkdir(downloads, { recursive: true });
+
+    /* ---------- the commune clerk ---------- */
+    const sender: BrowserContext = await launchBrowser(t, downloads);
+    const page = sender.pages()[0] ?? (await sender.newPage());
+    const problems: string[] = [];
+    watchConsole(page, problems);
+
+    await page.goto(`${base}/`);
+    await page.locator('#sign-in').waitFor();
+    t.equal(await page.locator('#dev-sign-in').isHidden(), true, 'no development sign-in beside OIDC');
+    await screenshot(page, '01-sign-in');
+    await signInWithOidc(page, base, 'clerk-ixelles');
+    t.match(await page.locator('.site-header .user').textContent(), /Clerk Ixelles/, 'signed in through the identity provider');
+    t.equal(await page.locator('#dev-banner').isHidden(), true, 'no development banner after an OIDC sign-in');
+
+    // Compose a tutelle.act with a decision date in the future: the server refuses that field.
+    await page.getByRole('link', { name: 'Nouvel envoi' }).click();
+    await page.getByLabel("Type d'envoi").selectOption('tutelle.act');
+    await page.getByLabel('Organe').selectOption('council');
+    const tomorrow = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10);
+    await page.getByLabel('Date de la décision').fill(tomorrow);
+    await page.getByLabel("Catégorie d'acte").selectOption('other');
+    await page.getByLabel('Objet').fill('Règlement de travail — modification');
+    await page.getByLabel('Transmission').selectOption('automatic');
+    await page.getByRole('button', { name: 'Préparer l’envoi' }).click();
+    const dateInput = page.locator('[data-pointer="/decisionDate"]');
+    await page.locator('[data-pointer="/decisionDate"][aria-invalid="true"]').waitFor();
+    const errorId = (await dateInput.getAttribute('aria-describedby'))!.split(' ')[0]!;
+    t.match(await page.locator(`#${errorId}`).textContent(), /future/, 'the server’s issue is shown under the decision date');
+    t.equal(await page.locator('[data-pointer="/subject"]').getAttribute('aria-invalid'), null, 'other fields are not marked');
+    await screenshot(page, '02-compose-field-error');
+
+    const today = new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Brussels' }).format(new Date());
+    await dateInput.fill(today);
+    await page.getByRole('button', { name: 'Préparer l’envoi' }).click();
+    await page.waitForURL(`${base}/app/drafts/**`);
+    const envelopeId = page.url().split('/').pop()!;
+    t.match(await page.locator('ul.recipients').textContent(), /tutelle@bpl/, 'the computed recipient is shown');
+    t.equal(await page.locator('ul.keys li').count(), 2, 'encrypted for the recipient and the sender mailbox');
+
+    // Upload: let a few 8 MiB chunks through, then hold the next PATCH and reload mid-upload.
+    const through = MIB >= 64 ? 3 : 1;
+    let patches = 0;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await page.route('**/api/v1/uploads/**', async (route) => {
+      if (route.request().method() === 'PATCH' && ++patches > through) {
+        await held;
+        await route.abort().catch(() => {});
+        return;
+      }
+      await route.continue();
+    });
+    await page.getByLabel('Rôle', { exact: true }).fill('deliberation');
+    await page.getByLabel('Choisir des fichiers').setInputFiles(original);
+    await page.getByRole('button', { name: 'Chiffrer et envoyer' }).click();
+    // (The tests' tsconfig has no DOM library: the page's globals are typed by hand.)
+    await page.waitForFunction(
+      (min) => {
+        const page = globalThis as unknown as { document: { querySelector(s: string): { value: number } | null } };
+        return (page.document.querySelector('tr[data-job] td:nth-child(5) progress')?.value ?? 0) >= min;
+      },
+      through * 8 * 1024 * 1024,
+      { timeout: 120_000 },
+    );
+    const before = await page.locator('tr[data-job] td:nth-child(5) progress').evaluate((el) => {
+      const bar = el as unknown as { value: number; max: number };
+      return { value: bar.value, max: bar.max };
+    });
+    t.ok(before.value < before.max, `reloading mid-upload (${Math.round(before.value / 2 ** 20)} of ${Math.round(before.max / 2 ** 20)} MiB sent)`);
+    await screenshot(page, '03-upload-progress');
+
+    const afterReload: Request[] = [];
+    await page.unroute('**/api/v1/uploads/**');
+    release();
+    await page.reload();
+    page.on('request', (request) => {
+      if (request.url().includes('/api/v1/uploads')) afterReload.push(request);
+    });
+    await page.locator('tr[data-job][data-state="done"]').waitFor({ timeout: 180_000 });
+    t.equal(afterReload.some((r) => r.method() === 'POST'), false, 'no new upload was created after the reload');
+    t.equal(afterReload[0]?.method(), 'HEAD', 'the upload resumed from the server’s offset');
+    t.match(await page.locator('tr[data-job] .job-state').textContent(), /envoyé/);
+
+    await page.getByRole('button', { name: 'Envoyer', exact: true }).click();
+    await page.waitForURL(`${base}/app/envelopes/${envelopeId}`);
+    await page.locator('[data-verified="true"]').first().waitFor({ timeout: 30_000 });
+    t.pass('the submission receipt is verified in the browser');
+    await screenshot(page, '04-sent-envelope');
+    t.same(problems, [], 'no page error or CSP violation on the sender’s side');
+
+    /* ---------- the BPL clerk (another browser profile: another person) ---------- */
+    const receiver = await launchBrowser(t, downloads);
+    const page2 = receiver.pages()[0] ?? (await receiver.newPage());
+    const problems2: string[] = [];
+    watchConsole(page2, problems2);
+    await signInWithOidc(page2, base, 'clerk-bpl');
+    await page2.waitForURL(`${base}/app/mailboxes/${encodeURIComponent(TUTELLE)}/in`);
+    const row = page2.locator(`tr[data-envelope="${envelopeId}"]`);
+    await row.waitFor();
+    t.match(await row.locator('td.deadline').textContent(), /\d{2}\/\d{2}\/\d{4}/, 'the inbox shows the deadline');
+    await screenshot(page2, '05-inbox');
+
+    // Language: Dutch, remembered across a reload.
+    await page2.getByLabel('Langue').selectOption('nl');
+    await page2.reload();
+    await page2.locator('h1', { hasText: 'Ontvangen' }).waitFor();
+    t.equal(await page2.evaluate(() => localStorage.getItem('bx.lang')), 'nl', 'the language choice is kept');
+    await page2.getByLabel('Taal').selectOption('fr');
+
+    await row.getByRole('link').click();
+    await page2.waitForURL(`${base}/app/envelopes/${envelopeId}`);
+    t.match(await page2.locator('[data-testid="deadline"]').textContent(), /\d{2}\/\d{2}\/\d{4}/, 'the envelope shows its deadline');
+
+    await page2.getByRole('button', { name: 'Télécharger et déchiffrer' }).click();
+    await page2.getByLabel(`Phrase secrète de la boîte ${TUTELLE}`).fill('wrong passphrase!!');
+    await page2.getByRole('button', { name: 'Déverrouiller' }).click();
+    await page2.getByText('Phrase secrète incorrecte.').waitFor();
+    await page2.getByLabel(`Phrase secrète de la boîte ${TUTELLE}`).fill(PASSPHRASE);
+    await page2.getByRole('button', { name: 'Déverrouiller' }).click();
+    const save = page2.locator('a[data-kind="plaintext"]');
+    await save.waitFor({ timeout: 180_000 });
+    const [download] = await Promise.all([page2.waitForEvent('download'), save.click()]);
+    const saved = path.join(work, 'decrypted.bin');
+    await download.saveAs(saved);
+    t.equal(download.suggestedFilename(), 'deliberation.bin', 'the file keeps its name from inside the encrypted payload');
+    t.equal(await sha256File(saved), originalSha, 'the decrypted bytes equal the original');
+
+    // Receipts: verified in the page, and by openssl from the files the page offers.
+    await page2.locator('[data-verified="true"]').first().waitFor({ timeout: 30_000 });
+    const receiptRow = page2.locator('tr[data-receipt]').first();
+    const [evidenceDownload] = await Promise.all([page2.waitForEvent('download'), receiptRow.locator('a[data-kind="evidence"]').click()]);
+    const [signatureDownload] = await Promise.all([page2.waitForEvent('download'), receiptRow.locator('a[data-kind="signature"]').click()]);
+    const evidenceFile = path.join(work, 'evidence.json');
+    const signatureFile = path.join(work, 'signature.p7s');
+    await evidenceDownload.saveAs(evidenceFile);
+    await signatureDownload.saveAs(signatureFile);
+    const caFile = path.join(work, 'ca.pem');
+    await writeFile(caFile, (await api.call('GET', '/api/v1/pki/ca.pem', { token: null })).body);
+    const verify = spawnSync('openssl', ['cms', '-verify', '-binary', '-inform', 'DER', '-in', signatureFile, '-content', evidenceFile, '-CAfile', caFile, '-purpose', 'any', '-out', '/dev/null'], { encoding: 'utf8' });
+    t.equal(verify.status, 0, `openssl verifies the receipt the browser downloaded: ${verify.stderr.trim()}`);
+
+    await page2.getByRole('button', { name: /Accuser réception/ }).click();
+    await page2.getByText('Réception accusée.').waitFor();
+    await screenshot(page2, '06-envelope-received');
+    t.same(problems2, [], 'no page error or CSP violation on the receiver’s side');
+  });
+
+  await withChromium(t, 'the development sign-in is marked on every page', async (t) => {
+    const work = await tempDir(t, 'bx-web-dev-');
+    const webDir = await buildWeb({ outDir: path.join(work, 'web') });
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const api = await setUp(t, { BXCHANGE_WEB_DIR: webDir, PUBLIC_URL: base, BXCHANGE_DEV_SIGNIN: 'true' });
+    await api.app.listen({ host: '127.0.0.1', port });
+    await json(
+      await api.call('POST', '/api/v1/principals', { body: { name: 'clerk-uccle', kind: 'user', memberships: [{ mailbox: 'secretariat@uccle', roles: ['read', 'send'] }] } }),
+      t,
+      201,
+      'creating clerk-uccle',
+    );
+    const context = await launchBrowser(t, work);
+    const page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(`${base}/`);
+    await page.locator('#dev-sign-in').waitFor();
+    await page.locator('#dev-sign-in').click();
+    await page.locator('input[name="principal"][value="clerk-uccle"]').check();
+    await page.locator('button[type="submit"]').click();
+    await page.waitForURL(`${base}/app/**`);
+    for (const path_ of ['/app/compose', `/app/mailboxes/secretariat@uccle/out`]) {
+      await page.goto(`${base}${path_}`);
+      await page.locator('h1').first().waitFor();
+      t.equal(await page.locator('#dev-banner').isVisible(), true, `the banner is shown on ${path_}`);
+    }
+    await screenshot(page, '07-dev-sign-in-banner');
+    await page.getByRole('button', { name: 'Se déconnecter' }).click();
+    await page.locator('#sign-in').waitFor();
+    t.pass('signed out');
+  });
+});
