@@ -3,11 +3,16 @@
  * removed with their bytes, objects without a row are collected, an upload
  * in progress and its sidecars are never touched, and a row whose object
  * vanished is reported.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): both mailboxes publish
+ * keys through the API and the attached files are ciphertext for the draft's
+ * keys (the submitted one must be; the drafts' are too).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { forEachBackend, startApp, type TestApp } from '../helpers/backends.ts';
+import { draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const HOUR = 3600_000;
 
@@ -27,14 +32,21 @@ forEachBackend(t, 'storage hygiene', async (t, parts) => {
     await post('/api/v1/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
     await post(`/api/v1/entities/${id}/mailboxes`, { name: 'secretariat' });
   }
+  await publishKeys(api, ['secretariat@ixelles', 'secretariat@uccle']);
   const sender = await post('/api/v1/principals', { name: 'bo', kind: 'machine', memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }] });
   const token = (await post(`/api/v1/principals/${sender.id}/tokens`, {})).token as string;
-  const draft = async () => (await post('/api/v1/envelopes', { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle'], metadata: { subject: 's' } }, token)).id as string;
+  /** A draft's id; its pinned keys are kept to encrypt what is attached to it. */
+  const pins = new Map<string, string[]>();
+  const draft = async () => {
+    const created = await post('/api/v1/envelopes', { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle'], metadata: { subject: 's' } }, token);
+    pins.set(created.id, draftKeys(created));
+    return created.id as string;
+  };
   const attach = async (envelopeId: string) => {
     const boundary = `----bx${randomBytes(8).toString('hex')}`;
     const body = Buffer.concat([
       Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="a.gpg"\r\ncontent-type: application/octet-stream\r\n\r\n`),
-      randomBytes(1000),
+      await encryptFor(pins.get(envelopeId)!, randomBytes(1000)),
       Buffer.from(`\r\n--${boundary}--\r\n`),
     ]);
     const res = await api.call('POST', `/api/v1/envelopes/${envelopeId}/files`, { token, body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
