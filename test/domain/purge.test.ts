@@ -5,6 +5,10 @@
  * entry saying why; one on its last day is untouched; a run that cannot
  * delete marks nothing; running twice changes nothing; the hygiene sweep does
  * not report a purged envelope's files as missing objects.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): both mailboxes publish
+ * keys through the API and every file is ciphertext for its draft's keys, so
+ * the digests kept after the purge are the ciphertext's.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
@@ -13,6 +17,7 @@ import { rowsOf } from '../../src/db/client.ts';
 import { createPurgeRepository } from '../../src/db/purge-repository.ts';
 import { createPurge } from '../../src/domain/purge.ts';
 import { forEachBackend, startApp } from '../helpers/backends.ts';
+import { draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const API = '/api/v1';
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -35,12 +40,12 @@ forEachBackend(t, 'retention purge', async (t, parts) => {
     await post(`${API}/entities`, { id, kind: 'commune', name: { fr: id, nl: id } });
     await post(`${API}/entities/${id}/mailboxes`, { name: 'secretariat' });
   }
+  await publishKeys(api, ['secretariat@ixelles', 'secretariat@uccle']);
   const sender = await post(`${API}/principals`, { name: 'ixelles-bo', kind: 'machine', memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }] });
   const token = (await post(`${API}/principals/${sender.id}/tokens`, {})).token as string;
   const exporterPrincipal = await post(`${API}/principals`, { name: 'dwh', kind: 'machine', capabilities: ['export'] });
   const exporter = (await post(`${API}/principals/${exporterPrincipal.id}/tokens`, {})).token as string;
 
-  const pgp = (n: number) => Buffer.concat([Buffer.from('-----BEGIN PGP MESSAGE-----\n'), randomBytes(n)]);
   const multipart = async (envelopeId: string, name: string, data: Buffer) => {
     const boundary = `----bx${randomBytes(8).toString('hex')}`;
     const body = Buffer.concat([
@@ -68,12 +73,18 @@ forEachBackend(t, 'retention purge', async (t, parts) => {
     if (res.status !== 201) throw new Error(`tus: ${res.status} ${await res.text()}`);
     if (res.headers.get('upload-offset') !== String(data.length)) throw new Error(`tus: offset ${res.headers.get('upload-offset')}`);
   };
-  const letter = async (files: Array<{ via: 'multipart' | 'tus'; data: Buffer }>) => {
+  /** A submitted letter with a file per entry: `plaintext` encrypted for the draft's keys; its id and the ciphertexts uploaded. */
+  const letter = async (files: Array<{ via: 'multipart' | 'tus'; plaintext: Buffer }>) => {
     const draft = await post(`${API}/envelopes`, { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle'], metadata: { subject: 'Convention' } }, token);
-    for (const [i, file] of files.entries()) await (file.via === 'tus' ? tus : multipart)(draft.id, `annexe-${i}.gpg`, file.data);
+    const uploaded: Buffer[] = [];
+    for (const [i, file] of files.entries()) {
+      const data = await encryptFor(draftKeys(draft), file.plaintext);
+      uploaded.push(data);
+      await (file.via === 'tus' ? tus : multipart)(draft.id, `annexe-${i}.gpg`, data);
+    }
     const res = await api.call('POST', `${API}/envelopes/${draft.id}/submit`, { token });
     if (res.statusCode !== 200) throw new Error(`submit: ${res.statusCode} ${res.body}`);
-    return draft.id as string;
+    return { id: draft.id as string, uploaded };
   };
   const keysUnder = async (prefix: string) => {
     const keys: string[] = [];
@@ -88,13 +99,15 @@ forEachBackend(t, 'retention purge', async (t, parts) => {
   const auditCount = async () => Number((await exec<{ n: string | number }>('SELECT count(*) AS n FROM audit_events'))[0]!.n);
   const setRetention = (id: string, date: string) => exec(`UPDATE envelopes SET retain_until = '${date}' WHERE id = '${id}'`);
 
-  const annex = pgp(20_000);
-  const dueId = await letter([
-    { via: 'multipart', data: pgp(1000) },
-    { via: 'tus', data: annex },
+  const due = await letter([
+    { via: 'multipart', plaintext: randomBytes(1000) },
+    { via: 'tus', plaintext: randomBytes(20_000) },
   ]);
-  const lastDayId = await letter([{ via: 'multipart', data: pgp(500) }]);
-  const failingId = await letter([{ via: 'multipart', data: pgp(200) }]);
+  const dueId = due.id;
+  /** The tus-uploaded ciphertext. */
+  const annex = due.uploaded[1]!;
+  const lastDayId = (await letter([{ via: 'multipart', plaintext: randomBytes(500) }])).id;
+  const failingId = (await letter([{ via: 'multipart', plaintext: randomBytes(200) }])).id;
 
   // 23:30 UTC on 10 March 2031 is already 11 March in Brussels (CET, UTC+1): the purge counts Brussels days.
   now = new Date('2031-03-10T23:30:00Z');
