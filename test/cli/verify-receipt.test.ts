@@ -4,6 +4,10 @@
  * HTTP API: a valid one, a one-byte-tampered evidence, a one-byte-tampered
  * signature, the wrong CA; and, with --at-signing-time, the verdict of
  * `openssl cms -verify -attime` on a receipt whose signer has expired since.
+ *
+ * End-to-end encryption is enforced (DESIGN §4c): both mailboxes publish keys
+ * through the API and the file is ciphertext for the draft's keys, so the
+ * receipt names the ciphertext's size and digest.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -15,6 +19,7 @@ import { createReceiptSigner, evidenceBytes } from '../../src/crypto/cms.ts';
 import { ensureDevPki } from '../../src/crypto/pki.ts';
 import { receiptSigningTime } from '../../src/crypto/receipt-info.ts';
 import { forEachBackend, startApp, tempDir, type TestApp } from '../helpers/backends.ts';
+import { draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';
 
 const API = '/api/v1';
 const BIN = fileURLToPath(new URL('../../bin/bxchange.js', import.meta.url));
@@ -61,11 +66,13 @@ forEachBackend(t, 'bxchange verify-receipt agrees with openssl cms -verify', asy
     await post(`${API}/entities`, { id, kind: 'commune', name: { fr: id, nl: id } });
     await post(`${API}/entities/${id}/mailboxes`, { name: 'secretariat' });
   }
+  await publishKeys(api, ['secretariat@ixelles', 'secretariat@uccle']);
   const principal = await post(`${API}/principals`, { name: 'ixelles-bo', kind: 'machine', memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }] });
   const sender = (await post(`${API}/principals/${principal.id}/tokens`, {})).token as string;
   const envelope = await post(`${API}/envelopes`, { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle'], metadata: { subject: 'Budget 2027' } }, sender);
-  const data = randomBytes(10_000);
-  const plaintextSha256 = createHash('sha256').update('plain').digest('hex');
+  const plaintext = randomBytes(10_000);
+  const data = await encryptFor(draftKeys(envelope), plaintext);
+  const plaintextSha256 = createHash('sha256').update(plaintext).digest('hex');
   const form = multipart('budget.pdf.gpg', data, { plaintextSha256 });
   t.equal((await api.call('POST', `${API}/envelopes/${envelope.id}/files`, { token: sender, body: form.body, headers: form.headers })).statusCode, 201);
   const submitted = JSON.parse((await api.call('POST', `${API}/envelopes/${envelope.id}/submit`, { token: sender })).body);
@@ -104,7 +111,7 @@ forEachBackend(t, 'bxchange verify-receipt agrees with openssl cms -verify', asy
       new RegExp(`envelope\\s+${envelope.id} \\(general\\.letter`),
       /sender → recipient\s+secretariat@ixelles → secretariat@uccle/,
       /event time\s+\d{4}-\d\d-\d\dT/,
-      /budget\.pdf\.gpg\s+\(10000 bytes/,
+      new RegExp(`budget\\.pdf\\.gpg\\s+\\(${data.length} bytes`),
       new RegExp(`sha256 \\(stored, encrypted\\)\\s+${createHash('sha256').update(data).digest('hex')}`),
       new RegExp(`sha256 \\(plaintext, sender\\)\\s+${plaintextSha256}`),
       /previous receipt\s+none/,
