@@ -10,6 +10,7 @@
 import path from 'node:path';
 import { markdownFor, saveResult, writeBenchmarksMd, type BenchResult } from './lib.ts';
 import * as concurrency from './concurrency.ts';
+import * as encryption from './encryption.ts';
 import * as memory from './memory.ts';
 import * as api from './api.ts';
 import * as receipts from './receipts.ts';
@@ -28,6 +29,7 @@ const benchmarks: Record<string, Benchmark> = {
   memory,
   concurrency,
   api,
+  encryption,
 };
 
 const wanted = process.argv.slice(2).filter((arg) => arg !== '--');
