@@ -1,5 +1,5 @@
 /** PostgreSQL implementation of the domain's DirectoryRepository (drizzle; same code on postgres.js and PGlite). */
-import { and, asc, eq, gt, inArray, isNull, lt, or } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import type { Capability, Entity, EntityKind, Mailbox, Membership, Principal, PrincipalKind, Role, TokenInfo } from '../domain/model.ts';
 import { DuplicateKeyError, type AuditInput, type ClientCertificateInfo, type DirectoryRepository } from '../domain/ports.ts';
 import { appendAudit } from './audit.ts';
@@ -69,6 +69,26 @@ function toClientCertificate(row: CredentialRow): ClientCertificateInfo {
 
 const CLIENT_CERT = 'client_cert';
 
+function toPrincipal(row: PrincipalRow, memberships: Membership[]): Principal {
+  return {
+    id: row.id,
+    name: row.name,
+    kind: row.kind as PrincipalKind,
+    displayName: row.displayName,
+    oidcSubject: row.oidcSubject,
+    capabilities: row.capabilities as Capability[],
+    active: row.active,
+    memberships,
+    createdAt: row.createdAt,
+    deactivatedAt: row.deactivatedAt,
+  };
+}
+
+/** A principal's memberships as one JSON value, ordered like membershipsOf (for single-query lookups). */
+const membershipsJson = sql<Membership[] | string>`(
+  SELECT coalesce(json_agg(json_build_object('mailbox', m.mailbox_address, 'roles', m.roles) ORDER BY m.mailbox_address), '[]'::json)
+  FROM memberships m WHERE m.principal_id = ${principals.id})`;
+
 export function createDirectoryRepository(db: Db): DirectoryRepository {
   async function membershipsOf(principalIds: string[]): Promise<Map<string, Membership[]>> {
     const result = new Map<string, Membership[]>();
@@ -88,18 +108,7 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
 
   async function toPrincipals(rows: PrincipalRow[]): Promise<Principal[]> {
     const byId = await membershipsOf(rows.map((r) => r.id));
-    return rows.map((row) => ({
-      id: row.id,
-      name: row.name,
-      kind: row.kind as PrincipalKind,
-      displayName: row.displayName,
-      oidcSubject: row.oidcSubject,
-      capabilities: row.capabilities as Capability[],
-      active: row.active,
-      memberships: byId.get(row.id) ?? [],
-      createdAt: row.createdAt,
-      deactivatedAt: row.deactivatedAt,
-    }));
+    return rows.map((row) => toPrincipal(row, byId.get(row.id) ?? []));
   }
 
   async function findPrincipal(id: string): Promise<Principal | null> {
@@ -304,14 +313,16 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
       });
     },
 
+    // Runs on every API request: token, principal and memberships in one round trip.
     async findTokenBySecretHash(secretHash) {
       const [row] = await db
-        .select()
+        .select({ credential: credentials, principal: principals, memberships: membershipsJson })
         .from(credentials)
+        .innerJoin(principals, eq(principals.id, credentials.principalId))
         .where(and(eq(credentials.secretHash, secretHash), eq(credentials.kind, 'token')));
       if (row === undefined) return null;
-      const principal = await findPrincipal(row.principalId);
-      return principal === null ? null : { token: toToken(row), principal };
+      const memberships = (typeof row.memberships === 'string' ? JSON.parse(row.memberships) : row.memberships) as Membership[];
+      return { token: toToken(row.credential), principal: toPrincipal(row.principal, memberships) };
     },
 
     async createClientCertificate(certificate, audit) {

@@ -1,5 +1,5 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
-import { and, asc, desc, eq, exists, inArray, isNotNull, isNull, like, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, exists, getTableColumns, inArray, isNotNull, isNull, like, lt, or, sql } from 'drizzle-orm';
 import type { EnvelopeRecord, EnvelopeRepository, FileRecord, PinnedKey, RecipientRecord, RecipientStatus, Sealer, StoredEvidence } from '../domain/ports.ts';
 import { ConflictError } from '../errors.ts';
 import { appendAudit } from './audit.ts';
@@ -73,6 +73,43 @@ function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: File
     recipients: recipients.map(toRecipient),
     files: fileRows.map(toFile),
   };
+}
+
+/** The envelope columns a mailbox listing needs (the pinned keys, ~1 KB each, stay out). */
+const { encryptionKeys: _pins, ...listedColumns } = getTableColumns(envelopes);
+
+/** An envelope's recipients as one JSON array, in address order like `load`. */
+const recipientsJson = sql<RecipientJson[] | string>`(
+  SELECT coalesce(json_agg(json_build_object(
+    'mailboxAddress', r.mailbox_address, 'status', r.status, 'deliveredAt', r.delivered_at,
+    'retrievedAt', r.retrieved_at, 'acknowledgedAt', r.acknowledged_at) ORDER BY r.mailbox_address), '[]'::json)
+  FROM envelope_recipients r WHERE r.envelope_id = ${envelopes.id})`;
+
+interface RecipientJson {
+  mailboxAddress: string;
+  status: string;
+  deliveredAt: string | null;
+  retrievedAt: string | null;
+  acknowledgedAt: string | null;
+}
+
+const dateOrNull = (value: string | null) => (value === null ? null : new Date(value));
+
+function toListed(row: Omit<EnvelopeRow, 'encryptionKeys'> & { recipients: RecipientJson[] | string }) {
+  const recipients = (typeof row.recipients === 'string' ? JSON.parse(row.recipients) : row.recipients) as RecipientJson[];
+  const { encryptionKeys: _none, files: _files, ...envelope } = toEnvelope(
+    { ...row, encryptionKeys: [] },
+    recipients.map((r) => ({
+      envelopeId: row.id,
+      mailboxAddress: r.mailboxAddress,
+      status: r.status,
+      deliveredAt: dateOrNull(r.deliveredAt),
+      retrievedAt: dateOrNull(r.retrievedAt),
+      acknowledgedAt: dateOrNull(r.acknowledgedAt),
+    })),
+    [],
+  );
+  return envelope;
 }
 
 export function createEnvelopeRepository(db: Db): EnvelopeRepository {
@@ -328,10 +365,12 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
      * among the rows that existed. Ties on time are broken by the id.
      */
     async listMailbox(query) {
+      // One round trip per page: the envelope columns a listing shows (not the pinned keys) and
+      // each envelope's recipients aggregated in a subquery.
       if (query.direction === 'in') {
         const time = envelopeRecipients.deliveredAt;
         const rows = await db
-          .select({ envelope: envelopes, recipient: envelopeRecipients })
+          .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
           .from(envelopeRecipients)
           .innerJoin(envelopes, eq(envelopes.id, envelopeRecipients.envelopeId))
           .where(
@@ -348,12 +387,11 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
           )
           .orderBy(desc(time), desc(envelopeRecipients.envelopeId))
           .limit(query.limit);
-        const loaded = await load(rows.map((r) => r.envelope), false);
-        return loaded.map((envelope, i) => ({ envelope, sortTime: rows[i]!.recipient.deliveredAt! }));
+        return rows.map((row) => ({ envelope: toListed(row), sortTime: row.sortTime! }));
       }
       const time = envelopes.createdAt;
       const rows = await db
-        .select()
+        .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
         .from(envelopes)
         .where(
           and(
@@ -365,8 +403,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
         )
         .orderBy(desc(time), desc(envelopes.id))
         .limit(query.limit);
-      const loaded = await load(rows, false);
-      return loaded.map((envelope, i) => ({ envelope, sortTime: rows[i]!.createdAt }));
+      return rows.map((row) => ({ envelope: toListed(row), sortTime: row.sortTime }));
     },
 
     async loadHashState(fileId) {

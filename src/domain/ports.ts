@@ -266,7 +266,8 @@ export interface MailboxListQuery {
 }
 
 export interface MailboxListItem {
-  envelope: Omit<EnvelopeRecord, 'files'>;
+  /** Without files and pinned keys: a listing shows neither. */
+  envelope: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>;
   /** The listing's sort time: delivery time (in) or creation time (out). */
   sortTime: Date;
 }

@@ -135,7 +135,7 @@ export const envelopeView = (e: EnvelopeRecord, receipts?: StoredEvidence[]) => 
  * recipient mailbox's status (delivered, retrieved, acknowledged), the one the
  * `status` filter selects on; elsewhere it is the envelope's (draft, submitted).
  */
-export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files'>, mailbox?: string) => ({
+export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>, mailbox?: string) => ({
   id: e.id,
   type: e.type,
   from: e.from,
