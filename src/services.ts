@@ -147,6 +147,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     s3: config.s3,
     states: hashStates,
     expirationMs: config.uploadExpiryMs,
+    maxUploadBytes: config.maxUploadBytes,
   });
   const hygiene = createHygiene({
     repository: createHygieneRepository(database.db, envelopeRepository),

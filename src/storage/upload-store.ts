@@ -19,6 +19,13 @@ export interface UploadStoreOptions {
   states: HashStates;
   /** Abandoned uploads older than this are expired (tus expiration extension). */
   expirationMs: number;
+  /**
+   * The largest upload. An upload of deferred length (tus creation-defer-length, every SFTP put) is sized by
+   * @tus/s3-store as if it could reach `maxUploadSize` (5 TiB by default): ~550 MB parts, spooled whole to the
+   * temp folder and invisible in the upload's offset until each completes. With the real limit (10 GiB by
+   * default) the parts stay at S3_PART_SIZE.
+   */
+  maxUploadBytes?: number;
 }
 
 export const S3_PART_SIZE = 8 * 1024 * 1024;
@@ -50,6 +57,7 @@ export function createUploadStore(options: UploadStoreOptions): HashingStore {
           : { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } }),
       },
     });
+    if (options.maxUploadBytes !== undefined) (inner as { maxUploadSize: number }).maxUploadSize = options.maxUploadBytes;
     // An unfinished multipart upload cannot be read back: no catch-up on S3.
     return new HashingStore(inner, { states: options.states, readPrefix: async () => null });
   }
