@@ -230,13 +230,28 @@ export async function allPages<T>(path: string): Promise<T[]> {
   return items;
 }
 
+/** Which sign-in methods the server offers (from the 401 of /auth/session); null when it did not say. */
+export interface SignInMethods {
+  oidc: boolean;
+  dev: boolean;
+}
+let signInMethods: SignInMethods | null = null;
+
+export function offeredSignIn(): SignInMethods | null {
+  return signInMethods;
+}
+
 export async function getSession(): Promise<Session | null> {
   try {
     const session = await api<Session>('GET', '/auth/session');
     setCsrfToken(session.csrfToken);
     return session;
   } catch (err) {
-    if (err instanceof ApiError && (err.status === 401 || err.status === 404)) return null;
+    if (err instanceof ApiError && (err.status === 401 || err.status === 404)) {
+      const offered = err.problem.signIn as Partial<SignInMethods> | undefined;
+      signInMethods = offered !== undefined && typeof offered === 'object' ? { oidc: offered.oidc === true, dev: offered.dev === true } : null;
+      return null;
+    }
     throw err;
   }
 }

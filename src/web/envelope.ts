@@ -7,7 +7,7 @@
  */
 import { api, fetchRaw, type Envelope, type EnvelopeTypeDescription, type FileView, type ReceiptRef } from './api.ts';
 import { clear, formatBytes, h, uid } from './dom.ts';
-import { formatDate, formatDateTime, label, statusLabel, t, todayInBrussels } from './i18n.ts';
+import { eventLabel, formatDate, formatDateTime, label, statusLabel, t, todayInBrussels } from './i18n.ts';
 import type { PrivateKey } from './pgp.ts';
 import { meter, removeSpool, spoolHandle } from './spool.ts';
 import { appState, envelopeType, rolesOn } from './state.ts';
@@ -199,7 +199,7 @@ function receiptRow(r: ReceiptRef): HTMLTableRowElement {
   return h(
     'tr',
     { 'data-receipt': r.id },
-    h('th', { scope: 'row' }, r.eventType),
+    h('th', { scope: 'row' }, eventLabel(r.eventType), ' ', h('small', { class: 'hint' }, `(${r.eventType})`)),
     h('td', null, r.recipient ?? '—'),
     h('td', null, formatDateTime(r.eventTime)),
     h('td', null, badge),

@@ -143,6 +143,12 @@ const fr = {
   statusRetrieved: 'téléchargé',
   statusAcknowledged: 'accusé',
   noOpfs: 'Ce navigateur ne permet pas de stocker des fichiers chiffrés localement (Origin Private File System) : utilisez un navigateur récent.',
+  evSubmissionAcceptance: 'Envoi accepté',
+  evSubmissionRejection: 'Envoi refusé',
+  evContentConsignment: 'Remis à la boîte',
+  evContentHandover: 'Téléchargé par le destinataire',
+  evConsignmentAcceptance: 'Réception accusée',
+  evAcceptanceRejectionExpiry: 'Délai d’accusé expiré',
 };
 
 export type MessageKey = keyof typeof fr;
@@ -284,6 +290,12 @@ const nl: Record<MessageKey, string> = {
   statusRetrieved: 'gedownload',
   statusAcknowledged: 'bevestigd',
   noOpfs: 'Deze browser kan geen versleutelde bestanden lokaal bewaren (Origin Private File System): gebruik een recente browser.',
+  evSubmissionAcceptance: 'Zending aanvaard',
+  evSubmissionRejection: 'Zending geweigerd',
+  evContentConsignment: 'Afgeleverd in de postbus',
+  evContentHandover: 'Gedownload door de bestemmeling',
+  evConsignmentAcceptance: 'Ontvangst bevestigd',
+  evAcceptanceRejectionExpiry: 'Termijn voor bevestiging verstreken',
 };
 
 const messages: Record<Lang, Record<MessageKey, string>> = { fr, nl };
@@ -328,6 +340,12 @@ const STATUS_KEYS: Record<string, MessageKey> = {
 export function statusLabel(status: string): string {
   const key = STATUS_KEYS[status];
   return key === undefined ? status : t(key);
+}
+
+/** An evidence event type (ETSI EN 319 522 names) in the interface language, the name kept beside it. */
+export function eventLabel(eventType: string): string {
+  const key = `ev${eventType}` as MessageKey;
+  return key in fr ? messages[current][key] : eventType;
 }
 
 export function formatDateTime(iso: string | null | undefined): string {

@@ -6,7 +6,7 @@
  * index.html for them). Heavy libraries (openpgp.js, pkijs) are loaded on
  * demand by the screens that need them.
  */
-import { api, ApiError, getSession, onUnauthorized, type Session } from './api.ts';
+import { api, ApiError, getSession, offeredSignIn, onUnauthorized, type Session } from './api.ts';
 import { clear, h, uid } from './dom.ts';
 import { lang, setLang, t, type Lang } from './i18n.ts';
 import { renderCompose } from './compose.ts';
@@ -42,7 +42,8 @@ function languageSwitch(): HTMLElement {
 }
 
 function renderChrome(): void {
-  banner.hidden = !(session?.devSignIn || session?.method === 'dev');
+  // Marked on every page, the landing included, whenever the server offers the development sign-in.
+  banner.hidden = !(session?.devSignIn || session?.method === 'dev' || (session === null && offeredSignIn()?.dev === true));
   banner.textContent = t('devBanner');
   document.getElementById('skip-link')!.textContent = t('skipToContent');
   if (session === null) {
@@ -88,6 +89,7 @@ async function logout(): Promise<void> {
 
 function renderLanding(): void {
   const returnTo = location.pathname.startsWith('/app/') ? location.pathname + location.search : '/app/';
+  const signInLink = h('a', { href: `/auth/login?returnTo=${encodeURIComponent(returnTo)}`, class: 'button', id: 'sign-in' }, t('signIn'));
   const devLink = h('a', { href: `/auth/dev?returnTo=${encodeURIComponent(returnTo)}`, class: 'button secondary', id: 'dev-sign-in', hidden: true }, t('devSignIn'));
   clear(
     main,
@@ -96,13 +98,19 @@ function renderLanding(): void {
       { class: 'landing' },
       heading(t('signInTitle')),
       h('p', null, t('signInIntro')),
-      h('p', { class: 'actions' }, h('a', { href: `/auth/login?returnTo=${encodeURIComponent(returnTo)}`, class: 'button', id: 'sign-in' }, t('signIn')), ' ', devLink),
+      h('p', { class: 'actions' }, signInLink, ' ', devLink),
     ),
   );
-  // The development sign-in exists only on servers that enable it.
-  void fetch('/auth/dev', { method: 'HEAD', credentials: 'same-origin' }).then((r) => {
-    devLink.hidden = !r.ok;
-  });
+  // The development sign-in exists only on servers that enable it (older servers: ask HEAD /auth/dev).
+  const offered = offeredSignIn();
+  if (offered !== null) {
+    devLink.hidden = !offered.dev;
+    signInLink.hidden = !offered.oidc;
+  } else {
+    void fetch('/auth/dev', { method: 'HEAD', credentials: 'same-origin' }).then((r) => {
+      devLink.hidden = !r.ok;
+    });
+  }
 }
 
 async function route(): Promise<void> {

@@ -27,6 +27,7 @@ import { seedBrussels } from '../../src/domain/seed.ts';
 import { generateMailboxKey } from '../../src/sdk/openpgp.ts';
 import { createFsBlobStore } from '../../src/storage/fs-blob-store.ts';
 import { freshPglite, startApp, tempDir, type TestApp } from '../helpers/backends.ts';
+import { draftKeys, encryptFor } from '../helpers/e2e.ts';
 import { freePort, startOidcProvider, testClientSecret } from '../helpers/oidc.ts';
 import { launchBrowser, withChromium } from './browser.ts';
 
@@ -115,27 +116,33 @@ async function createUsers(t: Test, api: TestApp): Promise<void> {
   }
 }
 
+/** The built UI, an identity provider and the app listening on a free port, with both clerks and keys. */
+async function startWithOidc(t: Test, work: string): Promise<{ api: TestApp; base: string }> {
+  const webDir = await buildWeb({ outDir: path.join(work, 'web') });
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const clientSecret = testClientSecret();
+  const idp = await startOidcProvider(t, {
+    clients: [{ client_id: 'bxchange', client_secret: clientSecret, redirect_uris: [`${base}/auth/callback`], post_logout_redirect_uris: [`${base}/`] }],
+    accounts: { 'clerk-ixelles': { name: 'Clerk Ixelles' }, 'clerk-bpl': { name: 'Clerk BPL' } },
+  });
+  const api = await setUp(t, {
+    BXCHANGE_WEB_DIR: webDir,
+    PUBLIC_URL: base,
+    OIDC_ISSUER: idp.issuer,
+    OIDC_CLIENT_ID: 'bxchange',
+    OIDC_CLIENT_SECRET: clientSecret,
+    BXCHANGE_DEV_SIGNIN: 'false',
+  });
+  await api.app.listen({ host: '127.0.0.1', port });
+  await createUsers(t, api);
+  return { api, base };
+}
+
 t.test('web UI', async (t) => {
   await withChromium(t, 'a tutelle act goes from a commune clerk to a BPL clerk through the browser', async (t) => {
     const work = await tempDir(t, 'bx-web-');
-    const webDir = await buildWeb({ outDir: path.join(work, 'web') });
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    const clientSecret = testClientSecret();
-    const idp = await startOidcProvider(t, {
-      clients: [{ client_id: 'bxchange', client_secret: clientSecret, redirect_uris: [`${base}/auth/callback`], post_logout_redirect_uris: [`${base}/`] }],
-      accounts: { 'clerk-ixelles': { name: 'Clerk Ixelles' }, 'clerk-bpl': { name: 'Clerk BPL' } },
-    });
-    const api = await setUp(t, {
-      BXCHANGE_WEB_DIR: webDir,
-      PUBLIC_URL: base,
-      OIDC_ISSUER: idp.issuer,
-      OIDC_CLIENT_ID: 'bxchange',
-      OIDC_CLIENT_SECRET: clientSecret,
-      BXCHANGE_DEV_SIGNIN: 'false',
-    });
-    await api.app.listen({ host: '127.0.0.1', port });
-    await createUsers(t, api);
+    const { api, base } = await startWithOidc(t, work);
 
     const original = path.join(work, 'deliberation.bin');
     const originalSha = await randomFile(original, MIB);
@@ -225,7 +232,7 @@ t.test('web UI', async (t) => {
     await page.locator('tr[data-job][data-state="done"]').waitFor({ timeout: 180_000 });
     t.equal(afterReload.some((r) => r.method() === 'POST'), false, 'no new upload was created after the reload');
     t.equal(afterReload[0]?.method(), 'HEAD', 'the upload resumed from the server’s offset');
-    t.match(await page.locator('tr[data-job] .job-state').textContent(), /envoyé/);
+    t.match(await page.locator('tr[data-job] .job-state').textContent(), /envoyé/, 'the file shows as sent');
 
     await page.getByRole('button', { name: 'Envoyer', exact: true }).click();
     await page.waitForURL(`${base}/app/envelopes/${envelopeId}`);
@@ -270,6 +277,7 @@ t.test('web UI', async (t) => {
     await download.saveAs(saved);
     t.equal(download.suggestedFilename(), 'deliberation.bin', 'the file keeps its name from inside the encrypted payload');
     t.equal(await sha256File(saved), originalSha, 'the decrypted bytes equal the original');
+    await screenshot(page2, '06-envelope-decrypted');
 
     // Receipts: verified in the page, and by openssl from the files the page offers.
     await page2.locator('[data-verified="true"]').first().waitFor({ timeout: 30_000 });
@@ -287,8 +295,76 @@ t.test('web UI', async (t) => {
 
     await page2.getByRole('button', { name: /Accuser réception/ }).click();
     await page2.getByText('Réception accusée.').waitFor();
-    await screenshot(page2, '06-envelope-received');
+    await screenshot(page2, '07-envelope-acknowledged');
     t.same(problems2, [], 'no page error or CSP violation on the receiver’s side');
+  });
+
+  await withChromium(t, 'a file that fails its integrity check is never offered', async (t) => {
+    const work = await tempDir(t, 'bx-web-integrity-');
+    const { api, base } = await startWithOidc(t, work);
+    // A back-office application of the commune sends through the API: one file whose ciphertext was
+    // damaged after encryption (the header stays valid, so the server accepts it), one whose declared
+    // plaintext SHA-256 is not that of its content.
+    const app = await json(
+      await api.call('POST', '/api/v1/principals', { body: { name: 'ixelles-app', kind: 'machine', memberships: [{ mailbox: SENDER, roles: ['read', 'send'] }] } }),
+      t,
+      201,
+      'creating ixelles-app',
+    );
+    const { token } = (await json(await api.call('POST', `/api/v1/principals/${String(app.id)}/tokens`, { body: {} }), t, 201, 'token')) as { token: string };
+    const draft = await json(
+      await api.call('POST', '/api/v1/envelopes', { token, body: { type: 'general.letter', from: SENDER, to: [TUTELLE], metadata: { subject: 'Integrity' } } }),
+      t,
+      201,
+      'draft',
+    );
+    const keys = draftKeys(draft as { encryptionKeys?: Array<{ publicKey: string }> });
+    const content = randomBytes(256 * 1024);
+    const damaged = await encryptFor(keys, content);
+    damaged[Math.floor(damaged.length / 2)]! ^= 0x01;
+    const mislabelled = await encryptFor(keys, content);
+    const upload = async (name: string, bytes: Buffer, plaintextSha256: string) => {
+      const form = new FormData();
+      form.append('plaintextSha256', plaintextSha256);
+      form.append('file', new Blob([new Uint8Array(bytes)], { type: 'application/pgp-encrypted' }), name);
+      const res = await fetch(`${base}/api/v1/envelopes/${String(draft.id)}/files`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: form });
+      t.equal(res.status, 201, `${name} uploaded`);
+    };
+    const sha = createHash('sha256').update(content).digest('hex');
+    await upload('damaged.bin.pgp', damaged, sha);
+    await upload('mislabelled.bin.pgp', mislabelled, createHash('sha256').update('something else').digest('hex'));
+    await json(await api.call('POST', `/api/v1/envelopes/${String(draft.id)}/submit`, { token }), t, 200, 'submit');
+
+    const context = await launchBrowser(t, work);
+    const page = context.pages()[0] ?? (await context.newPage());
+    await signInWithOidc(page, base, 'clerk-bpl');
+    await page.goto(`${base}/app/envelopes/${String(draft.id)}`);
+    const fileRow = (name: string) => page.locator('tr[data-file]', { hasText: name });
+    await fileRow('damaged.bin.pgp').getByRole('button', { name: 'Télécharger et déchiffrer' }).click();
+    await page.getByLabel(`Phrase secrète de la boîte ${TUTELLE}`).fill(PASSPHRASE);
+    await page.getByRole('button', { name: 'Déverrouiller' }).click();
+    await fileRow('damaged.bin.pgp').getByText('Contrôle d’intégrité échoué', { exact: false }).waitFor({ timeout: 60_000 });
+    t.equal(await fileRow('damaged.bin.pgp').locator('a[data-kind="plaintext"]').count(), 0, 'a damaged ciphertext gives no file to save');
+
+    await fileRow('mislabelled.bin.pgp').getByRole('button', { name: 'Télécharger et déchiffrer' }).click();
+    await fileRow('mislabelled.bin.pgp').getByText('ne correspond pas', { exact: false }).waitFor({ timeout: 60_000 });
+    t.equal(await fileRow('mislabelled.bin.pgp').locator('a[data-kind="plaintext"]').count(), 0, 'a plaintext whose SHA-256 differs from the declared one is not offered');
+    t.pass('the passphrase was asked once for both files');
+
+    // Nothing decrypted stays in the browser's private file system.
+    const left = await page.evaluate(async () => {
+      interface Dir {
+        getDirectoryHandle(name: string, options?: { create?: boolean }): Promise<Dir>;
+        keys(): AsyncIterable<string>;
+      }
+      const storage = (globalThis as unknown as { navigator: { storage: { getDirectory(): Promise<Dir> } } }).navigator.storage;
+      const names: string[] = [];
+      const downloads = await (await storage.getDirectory()).getDirectoryHandle('downloads', { create: true });
+      for await (const name of downloads.keys()) names.push(name);
+      return names;
+    });
+    t.same(left, [], 'no plaintext or ciphertext spool is left in OPFS');
+    await screenshot(page, '09-integrity-refused');
   });
 
   await withChromium(t, 'the development sign-in is marked on every page', async (t) => {
@@ -308,6 +384,8 @@ t.test('web UI', async (t) => {
     const page = context.pages()[0] ?? (await context.newPage());
     await page.goto(`${base}/`);
     await page.locator('#dev-sign-in').waitFor();
+    t.equal(await page.locator('#sign-in').isHidden(), true, 'no OIDC sign-in link where OIDC is not configured');
+    t.equal(await page.locator('#dev-banner').isVisible(), true, 'the landing is marked too');
     await page.locator('#dev-sign-in').click();
     await page.locator('input[name="principal"][value="clerk-uccle"]').check();
     await page.locator('button[type="submit"]').click();
@@ -317,9 +395,10 @@ t.test('web UI', async (t) => {
       await page.locator('h1').first().waitFor();
       t.equal(await page.locator('#dev-banner').isVisible(), true, `the banner is shown on ${path_}`);
     }
-    await screenshot(page, '07-dev-sign-in-banner');
+    await screenshot(page, '08-dev-sign-in-banner');
     await page.getByRole('button', { name: 'Se déconnecter' }).click();
-    await page.locator('#sign-in').waitFor();
-    t.pass('signed out');
+    await page.locator('#dev-sign-in').waitFor();
+    t.equal(await page.locator('#dev-banner').isVisible(), true, 'signed out: the landing, still marked');
+    t.equal((await (await page.request.get(`${base}/auth/session`)).status()), 401, 'the session has ended');
   });
 });
