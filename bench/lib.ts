@@ -731,3 +731,72 @@ export async function api(base: string, token: string, method: string, url: stri
   if (!expect.includes(res.status)) throw new Error(`${method} ${url}: ${res.status} ${text.slice(0, 500)}`);
   return text === '' ? null : JSON.parse(text);
 }
+
+// --- End-to-end encryption (DESIGN §4c) -------------------------------------------------------
+// The server refuses a draft unless every recipient mailbox and the sender's own has a published
+// OpenPGP key, and refuses at submit any file that is not an OpenPGP message encrypted for all the
+// keys the draft pins (`encryptionKeys` in its answer). Benchmarks publish keys the way a real
+// deployment does, through `PUT /api/v1/mailboxes/{address}/key`, and a benchmark that submits
+// uploads real ciphertext. (bench/ does not import from test/: this mirrors test/helpers/e2e.ts.)
+
+/** A mailbox key made for a benchmark; the private key stays unlocked in this process's memory only. */
+export interface BenchKey {
+  address: string;
+  publicKey: string;
+  privateKey: string;
+  fingerprint: string;
+}
+
+/** openpgp.js, loaded only by the benchmarks that encrypt (the runner and the other benches never pay for it). */
+const openpgpModule = () => import('openpgp');
+
+/**
+ * A v4 ed25519/cv25519 key whose user ID is `address`, without SEIPDv2 (AEAD) and without expiry:
+ * what `bxchange keygen` and `gpg --quick-gen-key ADDRESS future-default` make, and what the server accepts.
+ */
+export async function benchKey(address: string): Promise<BenchKey> {
+  const openpgp = await openpgpModule();
+  const { publicKey, privateKey } = await openpgp.generateKey({
+    type: 'ecc',
+    curve: 'curve25519Legacy',
+    userIDs: [{ name: address, email: address }],
+    format: 'armored',
+    config: { v6Keys: false, aeadProtect: false },
+  });
+  const parsed = await openpgp.readKey({ armoredKey: publicKey });
+  return { address, publicKey, privateKey, fingerprint: parsed.getFingerprint().toLowerCase() };
+}
+
+/**
+ * Makes a key for each mailbox and publishes it with `put(url, body)` (a `PUT /api/v1/mailboxes/{address}/key`
+ * as an administrator or a member with the manage role); returns the keys by address.
+ */
+export async function publishBenchKeys(addresses: string[], put: (url: string, body: { publicKey: string }) => Promise<unknown>): Promise<Map<string, BenchKey>> {
+  const keys = new Map<string, BenchKey>();
+  for (const address of addresses) {
+    const key = await benchKey(address);
+    await put(`/api/v1/mailboxes/${address}/key`, { publicKey: key.publicKey });
+    keys.set(address, key);
+  }
+  return keys;
+}
+
+/** `publishBenchKeys` over HTTP against a running server at `base`, as the bearer of `token`. */
+export function publishBenchKeysHttp(base: string, token: string, addresses: string[]): Promise<Map<string, BenchKey>> {
+  return publishBenchKeys(addresses, (url, body) => api(base, token, 'PUT', url.replace(/^\/api\/v1/, ''), body, [200, 201]));
+}
+
+/** The armored public keys a draft's answer pins (`encryptionKeys[].publicKey`): what its files must be encrypted for. */
+export function draftPublicKeys(draft: { encryptionKeys?: Array<{ publicKey: string }> }): string[] {
+  if (!Array.isArray(draft.encryptionKeys) || draft.encryptionKeys.length === 0) throw new Error('the draft answer carries no encryptionKeys');
+  return draft.encryptionKeys.map((k) => k.publicKey);
+}
+
+/** `data` encrypted for every armored public key (binary OpenPGP, SEIPDv1: what the server's header check reads). */
+export async function encryptForKeys(publicKeys: string[], data: Uint8Array | string): Promise<Buffer> {
+  const openpgp = await openpgpModule();
+  const encryptionKeys = await Promise.all(publicKeys.map((armoredKey) => openpgp.readKey({ armoredKey })));
+  const message = await openpgp.createMessage({ binary: typeof data === 'string' ? Buffer.from(data) : data });
+  const encrypted = await openpgp.encrypt({ message, encryptionKeys, format: 'binary', config: { aeadProtect: false } });
+  return Buffer.from(encrypted as Uint8Array);
+}
