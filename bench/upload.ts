@@ -6,6 +6,8 @@
  *   - a bare node:http PUT streamed to a file.
  * The client is its own process too. Rounds alternate A, B, C, A, B, C…
  * Goal (issue): bxchange ≥ 0.95× bare @tus/server and ≥ 0.85× bare PUT.
+ * The bxchange mailboxes publish OpenPGP keys first (a draft needs them); the
+ * file is random bytes, never submitted: encryption is checked at submit only.
  *
  * Environment: BENCH_UPLOAD_BYTES (default 1G; e.g. 64M for a smoke run),
  * BENCH_RUNS (default 3), BENCH_FSYNC_BASELINES=1 (baselines fsync too),
@@ -51,6 +53,7 @@ import {
   emptyDir,
   randomFile,
   startServer,
+  publishBenchKeysHttp,
 } from './lib.ts';
 
 export const title = 'tus upload throughput (1 GiB, unlimited chunk, loopback)';
@@ -199,12 +202,14 @@ export async function run(): Promise<BenchResult> {
     const put = await startServer('bare-put', [putDir], baselineEnv);
     servers.push(put.server);
 
-    // --- bxchange directory: two communes, a mailbox each, a sending machine principal with a token
+    // --- bxchange directory: two communes, a mailbox each with its published OpenPGP key (a draft
+    //     needs the keys of its recipients and of its sender), a sending machine principal with a token
     const admin = (method: string, url: string, body?: unknown) => api(bx.base, adminToken, method, url, body);
     for (const id of ['ixelles', 'uccle']) {
       await admin('POST', '/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
       await admin('POST', `/entities/${id}/mailboxes`, { name: 'secretariat' });
     }
+    await publishBenchKeysHttp(bx.base, adminToken, ['secretariat@ixelles', 'secretariat@uccle']);
     const principal = await admin('POST', '/principals', {
       name: 'ixelles-bench',
       kind: 'machine',
@@ -221,6 +226,8 @@ export async function run(): Promise<BenchResult> {
         server: bx.server,
         samples: [],
         async prepare(file) {
+          // The uploaded file stays random bytes, not ciphertext: the server checks encryption at
+          // submit, which this benchmark never does; an upload benchmark measures the upload path.
           const draft = await sender('POST', '/envelopes', {
             type: 'general.letter',
             from: 'secretariat@ixelles',
