@@ -2,11 +2,16 @@
  * What the memory and concurrency benchmarks share: the two upload servers
  * of the upload benchmark (bench/upload/server.ts, each its own process:
  * bxchange on the embedded default, bare @tus/server + @tus/file-store),
- * the bxchange directory they upload as (two communes, a machine principal
- * with a bearer token, a fresh draft per upload), and one measured run: N
+ * the bxchange directory they upload as (two communes whose mailboxes publish
+ * OpenPGP keys, a machine principal with a bearer token, a fresh draft per
+ * upload), and one measured run: N
  * uploads of one source file at once by the streaming client
  * (bench/memory/client.ts), with the server's idle RSS, peak RSS (VmHWM
  * reset just before), CPU, and every upload checked on the server side.
+ *
+ * The uploaded files are random bytes, not ciphertext: the server checks
+ * encryption only at submit (DESIGN §4c), which these benchmarks never do; an
+ * upload benchmark measures the upload path. Drafts do need published keys.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -31,6 +36,7 @@ import {
   type JsonChild,
   type SourceFile,
   api,
+  publishBenchKeysHttp,
   startServer,
 } from '../lib.ts';
 
@@ -92,6 +98,8 @@ export async function startTargets(work: string, maxUploadBytes: number): Promis
       await admin('POST', '/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
       await admin('POST', `/entities/${id}/mailboxes`, { name: 'secretariat' });
     }
+    // A draft needs a published key for each recipient mailbox and for the sender's (DESIGN §4c).
+    await publishBenchKeysHttp(bx.base, adminToken, ['secretariat@ixelles', 'secretariat@uccle']);
     const principal = await admin('POST', '/principals', {
       name: 'ixelles-bench',
       kind: 'machine',
