@@ -5,7 +5,10 @@
  * process, alternated run by run (goal ≥ 0.8×, DESIGN/issue 7). A second
  * figure: end-to-end submissions per second through the HTTP app on the
  * embedded default (database writes, audit and evidence chains included),
- * with one small file per envelope uploaded beforehand.
+ * with one small file per envelope uploaded beforehand: 1,000 bytes encrypted
+ * (OpenPGP, openpgp.js) for the keys the draft pins, since the server refuses
+ * plaintext at submit (DESIGN §4c); the two mailboxes publish their keys
+ * through the API first. Encrypting happens before the timed span.
  */
 import { createPrivateKey, sign } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -20,7 +23,7 @@ import { canonicalJson } from '../src/domain/canonical-json.ts';
 import { hashSecret } from '../src/domain/directory.ts';
 import { createServices } from '../src/services.ts';
 import { createFsBlobStore } from '../src/storage/fs-blob-store.ts';
-import { candidateResult, envInt, machineInfo, ratioResult, type BenchResult } from './lib.ts';
+import { candidateResult, draftPublicKeys, encryptForKeys, envInt, machineInfo, publishBenchKeys, ratioResult, type BenchResult } from './lib.ts';
 
 export const title = 'evidence signed per second vs bare crypto.sign RSA-2048; end-to-end submit rate';
 
@@ -59,7 +62,7 @@ async function submitRate(envelopes: number): Promise<number> {
     const config = loadConfig({ BXCHANGE_DATA_DIR: dir, LOG_LEVEL: 'silent', BXCHANGE_CERTS_DIR: path.join(dir, 'certs') });
     const services = await createServices(config, { database, blobStore: createFsBlobStore(path.join(dir, 'blobs')), adminTokenHash: hashSecret(token) });
     const app = await buildApp({ services, logger: false });
-    const call = async (method: 'POST' | 'GET', url: string, body?: unknown, bearer = token, headers: Record<string, string> = {}) => {
+    const call = async (method: 'POST' | 'GET' | 'PUT', url: string, body?: unknown, bearer = token, headers: Record<string, string> = {}) => {
       const res = await app.inject({ method, url, headers: { authorization: `Bearer ${bearer}`, ...(body === undefined || Buffer.isBuffer(body) ? {} : { 'content-type': 'application/json' }), ...headers }, ...(body === undefined ? {} : { payload: Buffer.isBuffer(body) ? body : JSON.stringify(body) }) });
       if (res.statusCode >= 300) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
       return JSON.parse(res.body || '{}');
@@ -68,13 +71,20 @@ async function submitRate(envelopes: number): Promise<number> {
       await call('POST', '/api/v1/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
       await call('POST', `/api/v1/entities/${id}/mailboxes`, { name: 'secretariat' });
     }
+    // A draft needs a published key for each recipient mailbox and for the sender's.
+    await publishBenchKeys(['secretariat@ixelles', 'secretariat@uccle'], (url, body) => call('PUT', url, body));
     const p = await call('POST', '/api/v1/principals', { name: 'bench', kind: 'machine', memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }] });
     const sender = (await call('POST', `/api/v1/principals/${p.id}/tokens`, {})).token as string;
     const ids: string[] = [];
     for (let i = 0; i < envelopes; i++) {
       const draft = await call('POST', '/api/v1/envelopes', { type: 'general.letter', from: 'secretariat@ixelles', to: ['secretariat@uccle'], metadata: { subject: `Bench ${i}` } }, sender);
       const boundary = 'bxbenchboundary';
-      const form = Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="a.gpg"\r\ncontent-type: application/octet-stream\r\n\r\n${'x'.repeat(1000)}\r\n--${boundary}--\r\n`);
+      const ciphertext = await encryptForKeys(draftPublicKeys(draft), 'x'.repeat(1000));
+      const form = Buffer.concat([
+        Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="a.gpg"\r\ncontent-type: application/octet-stream\r\n\r\n`),
+        ciphertext,
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]);
       await call('POST', `/api/v1/envelopes/${draft.id}/files`, form, sender, { 'content-type': `multipart/form-data; boundary=${boundary}` });
       ids.push(draft.id);
     }
@@ -129,6 +139,7 @@ export async function run(): Promise<BenchResult> {
     notes: [
       'Evidence and bare signing alternate in one process (CPU-bound, single thread); each run counts operations over a fixed window.',
       'The end-to-end figure has no baseline: it shows what a submission costs with its two receipts (acceptance and one consignment here), audit entry and status writes on the embedded database.',
+      "Since end-to-end encryption is enforced (DESIGN §4c), a submission also reads each file's OpenPGP header from the store and checks it names every pinned key: the files are real ciphertext for the draft's keys, so end-to-end figures from before that change are not comparable.",
     ],
   };
 }
