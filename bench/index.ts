@@ -15,6 +15,7 @@ import * as memory from './memory.ts';
 import * as api from './api.ts';
 import * as receipts from './receipts.ts';
 import * as upload from './upload.ts';
+import * as sftp from './sftp.ts';
 
 interface Benchmark {
   title: string;
@@ -30,6 +31,7 @@ const benchmarks: Record<string, Benchmark> = {
   concurrency,
   api,
   encryption,
+  sftp,
 };
 
 const wanted = process.argv.slice(2).filter((arg) => arg !== '--');

@@ -43,6 +43,8 @@ export interface Entry {
 export interface ReadHandle {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer | null>;
+  /** The answer when it needs no waiting; undefined when `read` must be used. */
+  readNow(offset: number, length: number): Buffer | null | undefined;
   close(): void;
 }
 
@@ -189,6 +191,9 @@ function bufferHandle(data: Buffer): ReadHandle {
   return {
     size: data.length,
     async read(offset, length) {
+      return this.readNow(offset, length) ?? null;
+    },
+    readNow(offset, length) {
       if (offset >= data.length) return null;
       return data.subarray(offset, Math.min(data.length, offset + length));
     },

@@ -84,7 +84,7 @@ const sftpAttrs = (a: Attrs) => {
 
 type Handle =
   | { kind: 'dir'; entries: AsyncIterator<Entry>; attrs: Attrs }
-  | { kind: 'read'; reader: ReadHandle; queue: Promise<unknown> }
+  | { kind: 'read'; reader: ReadHandle; queue: Promise<unknown>; waiting: number }
   | { kind: 'write'; writer: WriteHandle; written: number };
 
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'] as const;
@@ -286,7 +286,7 @@ export async function startSftpServer(config: SftpConfig, deps: SftpServerDeps):
               sftp.handle(reqid, newHandle({ kind: 'write', writer, written: 0 }));
             } else {
               const reader = await gateway.openRead(who, raw);
-              sftp.handle(reqid, newHandle({ kind: 'read', reader, queue: Promise.resolve() }));
+              sftp.handle(reqid, newHandle({ kind: 'read', reader, queue: Promise.resolve(), waiting: 0 }));
             }
           }),
         );
@@ -294,12 +294,17 @@ export async function startSftpServer(config: SftpConfig, deps: SftpServerDeps):
           touch();
           const [, handle] = handleOf(buffer);
           if (handle?.kind !== 'read') return sftp.status(reqid, STATUS.FAILURE, 'Invalid handle');
-          // READs of one handle are answered in order from one sequential stream.
+          // READs of one handle are answered in order from one sequential stream; at once when the bytes are there.
+          if (handle.waiting === 0) {
+            const now = handle.reader.readNow(offset, length);
+            if (now !== undefined) return void (now === null ? sftp.status(reqid, STATUS.EOF) : sftp.data(reqid, now));
+          }
+          handle.waiting++;
           handle.queue = handle.queue.then(() =>
             handle.reader.read(offset, length).then(
               (data) => (data === null ? sftp.status(reqid, STATUS.EOF) : sftp.data(reqid, data)),
               (err: unknown) => fail(reqid, err),
-            ),
+            ).finally(() => handle.waiting--),
           );
         });
         sftp.on('WRITE', (reqid, buffer, offset, data) => {

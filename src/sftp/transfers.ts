@@ -240,7 +240,22 @@ export class DownloadReader {
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
     if (this.error !== null) throw this.error;
-    if (this.buffered === 0) return null;
+    return this.buffered === 0 ? null : this.take(length);
+  }
+
+  /**
+   * The answer to a READ when it needs no waiting (the bytes are buffered, or
+   * the end is reached); undefined otherwise. Most READs of a sequential get
+   * are answered here, without a promise per 32 KiB request.
+   */
+  readNow(offset: number, length: number): Buffer | null | undefined {
+    if (offset >= this.size || length === 0) return null;
+    if (this.stream === null || offset !== this.position || this.error !== null) return undefined;
+    if (this.buffered < length && !this.ended) return undefined;
+    return this.buffered === 0 ? null : this.take(length);
+  }
+
+  private take(length: number): Buffer {
     const take = Math.min(length, this.buffered);
     let out: Buffer;
     const first = this.chunks[0]!;
