@@ -223,12 +223,35 @@ t.test('web UI', async (t) => {
     await screenshot(page, '03-upload-progress');
 
     const afterReload: Request[] = [];
+    let reloaded = false;
+    page.on('request', (request) => {
+      if (reloaded && request.url().includes('/api/v1/uploads')) afterReload.push(request);
+    });
     await page.unroute('**/api/v1/uploads/**');
     release();
-    await page.reload();
-    page.on('request', (request) => {
-      if (request.url().includes('/api/v1/uploads')) afterReload.push(request);
+    // After the reload the resumed upload is held once more, to pause it and resume it by hand.
+    let releaseAgain: () => void = () => {};
+    const heldAgain = new Promise<void>((resolve) => {
+      releaseAgain = resolve;
     });
+    await page.route('**/api/v1/uploads/**', async (route) => {
+      if (route.request().method() === 'PATCH') {
+        await heldAgain;
+        await route.abort().catch(() => {});
+        return;
+      }
+      await route.continue();
+    });
+    reloaded = true;
+    await page.reload();
+    await page.locator('tr[data-job][data-state="uploading"]').waitFor({ timeout: 60_000 });
+    t.match(await page.locator('tr[data-job] .job-state').textContent(), /Reprise depuis le fichier chiffré/, 'the page says it resumes from the kept ciphertext');
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.locator('tr[data-job][data-state="paused"]').waitFor();
+    t.pass('paused');
+    releaseAgain();
+    await page.unroute('**/api/v1/uploads/**');
+    await page.getByRole('button', { name: 'Reprendre' }).click();
     await page.locator('tr[data-job][data-state="done"]').waitFor({ timeout: 180_000 });
     t.equal(afterReload.some((r) => r.method() === 'POST'), false, 'no new upload was created after the reload');
     t.equal(afterReload[0]?.method(), 'HEAD', 'the upload resumed from the server’s offset');
