@@ -98,6 +98,8 @@ export interface Envelope {
   files: FileView[];
   receipts?: ReceiptRef[];
   encryptionKeys?: EncryptionKey[];
+  /** The file roles the type asks for given the metadata; each needs a file uploaded with that role. */
+  requiredRoles?: string[];
   href: string;
 }
 

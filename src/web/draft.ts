@@ -4,15 +4,19 @@
  * progress per file and overall, pause/resume, and submission.
  */
 import { api, ApiError, type Envelope, type EncryptionKey } from './api.ts';
-import { clear, formatBytes, h, uid } from './dom.ts';
-import { label, statusLabel, t, type MessageKey } from './i18n.ts';
+import { clear, formatBytes, h, uid, type Child } from './dom.ts';
+import { label, roleLabel, statusLabel, t, type MessageKey } from './i18n.ts';
 import { spoolAvailable } from './spool.ts';
 import { envelopeType } from './state.ts';
 import { errorBox, heading, messageOf, navigate } from './ui.ts';
 import { forgetDraft, queueFor, rememberDraft, type Job, type JobState } from './uploads.ts';
 
-/** File roles known to the envelope types (tutelle categories, procurement, We Pulse); free text is accepted too. */
-const KNOWN_ROLES = ['deliberation', 'budget', 'budgetChange', 'accounts', 'regulation', 'decision', 'annex', 'dataset', 'document', 'nomination'];
+/**
+ * File roles the envelope types use (tutelle categories, procurement, We Pulse,
+ * decorations), offered besides the draft's required roles (`requiredRoles` of
+ * the envelope answer) for optional files such as annexes.
+ */
+const KNOWN_ROLES = ['deliberation', 'budget', 'budgetChange', 'accounts', 'regulation', 'decision', 'specifications', 'awardReport', 'annex', 'dataset', 'document', 'nomination'];
 
 const STATE_KEYS: Record<JobState, MessageKey> = {
   new: 'stateNew',
@@ -72,21 +76,57 @@ export async function renderDraft(main: HTMLElement, id: string): Promise<() => 
   // ----- file choice -----
   const inputId = uid('files');
   const fileInput = h('input', { id: inputId, type: 'file', multiple: true });
+  // Roles: the draft's required ones first (from the server), then the others, or none.
+  const requiredRoles = envelope.requiredRoles ?? [];
+  const serverFiles = envelope.files.filter((f) => f.complete);
+  /** Required roles no file has yet (uploaded, or queued here with that role). */
+  const missingRoles = (): string[] => {
+    const covered = new Set<string | null>([...serverFiles.map((f) => f.role), ...queue.jobs.map((j) => j.role)]);
+    return requiredRoles.filter((r) => !covered.has(r));
+  };
+  const roleSelect = (id: string, current: string | null, attrs: Record<string, string | ((event: Event) => void)> = {}): HTMLSelectElement => {
+    const others = KNOWN_ROLES.filter((r) => !requiredRoles.includes(r));
+    // A role kept from before (another page version) stays selectable.
+    if (current !== null && current !== '' && !requiredRoles.includes(current) && !others.includes(current)) others.push(current);
+    const option = (r: string, text: string): Child => h('option', { value: r }, text);
+    const select = h(
+      'select',
+      { id, ...attrs },
+      requiredRoles.length === 0
+        ? null
+        : h('optgroup', { label: t('requiredRolesGroup') }, requiredRoles.map((r) => option(r, t('requiredMark', { role: roleLabel(r) })))),
+      h('optgroup', { label: t('otherRolesGroup') }, others.map((r) => option(r, roleLabel(r)))),
+      option('', t('noRole')),
+    );
+    select.value = current ?? '';
+    return select;
+  };
   const roleId = uid('role');
-  const datalistId = uid('roles');
-  const roleInput = h('input', { id: roleId, type: 'text', list: datalistId, autocomplete: 'off' });
+  const roleInput = roleSelect(roleId, null);
+  /** Pre-selects the first required role still without a file (none when all are covered). */
+  const preselectRole = () => {
+    roleInput.value = missingRoles()[0] ?? '';
+  };
+  preselectRole();
   const dropZone = h(
     'div',
     { class: 'dropzone' },
+    h('div', { class: 'field' }, h('label', { for: roleId }, t('newFilesRole')), roleInput),
     h('div', { class: 'field' }, h('label', { for: inputId }, t('chooseFiles')), fileInput),
     h('p', { class: 'hint' }, t('dropHere')),
-    h('div', { class: 'field' }, h('label', { for: roleId }, t('colRole')), roleInput),
-    h('datalist', { id: datalistId }, KNOWN_ROLES.map((r) => h('option', { value: r }))),
   );
   const addFiles = (files: File[]) => {
     if (files.length === 0) return;
-    queue.addFiles(files, roleInput.value.trim() || null);
+    // Several files at once under a required role: each takes the next required role still uncovered.
+    const chosen = roleInput.value || null;
+    for (const file of files) {
+      const missing = missingRoles();
+      const role = chosen !== null && requiredRoles.includes(chosen) ? (missing.includes(chosen) ? chosen : (missing[0] ?? null)) : chosen;
+      queue.addFiles([file], role);
+    }
     fileInput.value = '';
+    preselectRole();
+    update();
   };
   fileInput.addEventListener('change', () => addFiles([...(fileInput.files ?? [])]));
   dropZone.addEventListener('dragover', (event) => {
@@ -114,7 +154,9 @@ export async function renderDraft(main: HTMLElement, id: string): Promise<() => 
   const overallText = h('span', { class: 'progress-text' });
   const startButton = h('button', { type: 'button' }, t('startUpload'));
   const pauseButton = h('button', { type: 'button', class: 'secondary' }, t('pause'));
-  const submitButton = h('button', { type: 'button' }, t('submit'));
+  const rolesStatusId = uid('roles-status');
+  const rolesStatus = h('p', { id: rolesStatusId, class: 'roles-status', 'aria-live': 'polite', 'data-testid': 'missing-roles', hidden: requiredRoles.length === 0 });
+  const submitButton = h('button', { type: 'button', 'aria-describedby': requiredRoles.length === 0 ? null : rolesStatusId }, t('submit'));
   const deleteButton = h('button', { type: 'button', class: 'danger' }, t('deleteDraft'));
 
   const rowElements = new Map<string, { row: HTMLTableRowElement; enc: HTMLProgressElement; up: HTMLProgressElement; state: HTMLElement; upText: HTMLElement }>();
@@ -134,16 +176,14 @@ export async function renderDraft(main: HTMLElement, id: string): Promise<() => 
               'td',
               null,
               h('label', { for: roleCellId, class: 'visually-hidden' }, t('fileRole', { name: job.name })),
-              h('input', {
-                id: roleCellId,
-                type: 'text',
-                list: datalistId,
-                value: job.role ?? '',
-                size: 12,
-                onchange: (event: Event) => queue.setRole(job.id, (event.target as HTMLInputElement).value.trim() || null),
+              roleSelect(roleCellId, job.role, {
+                onchange: (event: Event) => {
+                  queue.setRole(job.id, (event.target as HTMLSelectElement).value || null);
+                  update();
+                },
               }),
             )
-          : h('td', null, job.role ?? t('noRole'));
+          : h('td', { 'data-role': job.role ?? '' }, job.role ? roleLabel(job.role) : t('noRole'));
       const actions = h('td', null);
       if (job.state === 'needsFile') {
         const again = uid('again');
@@ -186,10 +226,9 @@ export async function renderDraft(main: HTMLElement, id: string): Promise<() => 
     if (queue.jobs.length !== lastCount || states !== lastStates) {
       lastCount = queue.jobs.length;
       lastStates = states;
-      if (rowElements.size !== queue.jobs.length || queue.jobs.some((j) => !rowElements.has(j.id))) {
-        renderRows();
-        return;
-      }
+      // A job's state or upload changed: rebuild the rows (a created upload's role is no longer editable).
+      renderRows();
+      return;
     }
     for (const job of queue.jobs) {
       const el = rowElements.get(job.id);
@@ -209,7 +248,14 @@ export async function renderDraft(main: HTMLElement, id: string): Promise<() => 
     startButton.disabled = queue.isRunning || !hasWork || keys.length === 0;
     startButton.textContent = queue.jobs.some((j) => j.state === 'paused') ? t('resume') : t('startUpload');
     pauseButton.disabled = !queue.isRunning;
-    submitButton.disabled = queue.isRunning || queue.pending || (queue.jobs.length === 0 && envelope.files.length === 0);
+    const missing = missingRoles();
+    if (requiredRoles.length > 0) {
+      const text = missing.length > 0 ? t('missingRoles', { roles: missing.map(roleLabel).join(', ') }) : t('rolesCovered', { roles: requiredRoles.map(roleLabel).join(', ') });
+      if (rolesStatus.textContent !== text) rolesStatus.textContent = text;
+      rolesStatus.className = missing.length > 0 ? 'roles-status alert' : 'roles-status';
+      rolesStatus.dataset.missing = missing.join(' ');
+    }
+    submitButton.disabled = queue.isRunning || queue.pending || missing.length > 0 || (queue.jobs.length === 0 && envelope.files.length === 0);
   }
 
   const stopListening = queue.onChange(update);
@@ -251,7 +297,6 @@ export async function renderDraft(main: HTMLElement, id: string): Promise<() => 
     })();
   });
 
-  const serverFiles = envelope.files.filter((f) => f.complete);
   clear(
     main,
     title,
@@ -265,12 +310,13 @@ export async function renderDraft(main: HTMLElement, id: string): Promise<() => 
       h('h2', { id: 'files-title' }, t('files')),
       serverFiles.length === 0
         ? null
-        : h('div', null, h('h3', null, t('uploadedFiles')), h('ul', null, serverFiles.map((f) => h('li', null, `${f.name} (${formatBytes(f.size)})${f.role ? ` — ${f.role}` : ''}`)))),
+        : h('div', null, h('h3', null, t('uploadedFiles')), h('ul', null, serverFiles.map((f) => h('li', null, `${f.name} (${formatBytes(f.size)})${f.role ? ` — ${roleLabel(f.role)}` : ''}`)))),
       dropZone,
       table,
       h('div', { class: 'field' }, h('label', { for: overallId }, t('overall')), overall, ' ', overallText),
       h('div', { class: 'actions' }, startButton, pauseButton),
     ),
+    rolesStatus,
     h('div', { class: 'actions submit' }, submitButton, deleteButton),
     message,
   );

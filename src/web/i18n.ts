@@ -53,6 +53,24 @@ const fr = {
   dropHere: 'ou déposez-les ici',
   fileRole: 'Rôle du fichier « {name} »',
   noRole: '(aucun)',
+  newFilesRole: 'Rôle des fichiers ajoutés',
+  requiredRolesGroup: 'Rôles obligatoires pour cet envoi',
+  otherRolesGroup: 'Autres rôles',
+  requiredMark: '{role} — obligatoire',
+  missingRoles: 'Rôles obligatoires sans fichier : {roles}. L’envoi n’est possible qu’une fois chacun couvert par un fichier.',
+  rolesCovered: 'Chaque rôle obligatoire ({roles}) a un fichier.',
+  roleDeliberation: 'Délibération',
+  roleBudget: 'Budget',
+  roleBudgetChange: 'Modification budgétaire',
+  roleAccounts: 'Comptes',
+  roleRegulation: 'Règlement',
+  roleDecision: 'Décision',
+  roleSpecifications: 'Cahier des charges',
+  roleAwardReport: 'Rapport d’attribution',
+  roleAnnex: 'Annexe',
+  roleDataset: 'Jeu de données',
+  roleDocument: 'Document',
+  roleNomination: 'Proposition',
   encrypting: 'Chiffrement',
   uploading: 'Envoi',
   overall: 'Progression totale',
@@ -200,6 +218,24 @@ const nl: Record<MessageKey, string> = {
   dropHere: 'of sleep ze hierheen',
   fileRole: 'Rol van het bestand “{name}”',
   noRole: '(geen)',
+  newFilesRole: 'Rol van de toegevoegde bestanden',
+  requiredRolesGroup: 'Verplichte rollen voor deze zending',
+  otherRolesGroup: 'Andere rollen',
+  requiredMark: '{role} — verplicht',
+  missingRoles: 'Verplichte rollen zonder bestand: {roles}. Verzenden kan pas als elk ervan een bestand heeft.',
+  rolesCovered: 'Elke verplichte rol ({roles}) heeft een bestand.',
+  roleDeliberation: 'Beraadslaging',
+  roleBudget: 'Begroting',
+  roleBudgetChange: 'Begrotingswijziging',
+  roleAccounts: 'Rekeningen',
+  roleRegulation: 'Reglement',
+  roleDecision: 'Beslissing',
+  roleSpecifications: 'Bestek',
+  roleAwardReport: 'Gunningsverslag',
+  roleAnnex: 'Bijlage',
+  roleDataset: 'Dataset',
+  roleDocument: 'Document',
+  roleNomination: 'Voordracht',
   encrypting: 'Versleutelen',
   uploading: 'Verzenden',
   overall: 'Totale voortgang',
@@ -340,6 +376,12 @@ const STATUS_KEYS: Record<string, MessageKey> = {
 export function statusLabel(status: string): string {
   const key = STATUS_KEYS[status];
   return key === undefined ? status : t(key);
+}
+
+/** A file role in the interface language (the role's own name when the page does not know it). */
+export function roleLabel(role: string): string {
+  const key = `role${role.charAt(0).toUpperCase()}${role.slice(1)}` as MessageKey;
+  return key in fr ? messages[current][key] : role;
 }
 
 /** An evidence event type (ETSI EN 319 522 names) in the interface language, the name kept beside it. */

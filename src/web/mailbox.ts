@@ -1,20 +1,13 @@
 /**
  * Inbox and outbox of a mailbox, newest first, with filters: type and status
- * (asked of the server), deadline (the mailbox's open tutelle deadlines,
- * GET …/deadlines, joined on the page: the list items do not carry them).
+ * (asked of the server), deadline (on the page, from each list item's
+ * `deadline`: overdue when past and the envelope is submitted).
  */
-import { api, ApiError, type EnvelopeSummary, type Page } from './api.ts';
+import { api, type EnvelopeSummary, type Page } from './api.ts';
 import { clear, h, uid } from './dom.ts';
 import { formatDate, formatDateTime, label, statusLabel, t, todayInBrussels } from './i18n.ts';
 import { envelopeTypes, mailboxesWith } from './state.ts';
 import { heading, link, navigate } from './ui.ts';
-
-interface DeadlineItem {
-  envelope: { id: string };
-  deadline: string;
-  overdue: boolean;
-  daysLeft: number;
-}
 
 const IN_STATUSES = ['delivered', 'retrieved', 'acknowledged'];
 const OUT_STATUSES = ['draft', 'submitted'];
@@ -81,20 +74,10 @@ export async function renderMailbox(main: HTMLElement, address: string, directio
     navigate(`/app/mailboxes/${encodeURIComponent(mailboxSelect.value)}/${direction}${qs ? `?${qs}` : ''}`);
   });
 
-  const deadlines = new Map<string, DeadlineItem>();
-  try {
-    const list = await api<{ items: DeadlineItem[] }>('GET', `/api/v1/mailboxes/${encodeURIComponent(address)}/deadlines`);
-    for (const item of list.items) deadlines.set(item.envelope.id, item);
-  } catch (err) {
-    if (!(err instanceof ApiError)) throw err;
-  }
   const today = todayInBrussels();
-  const deadlineOf = (e: EnvelopeSummary): { date: string; overdue: boolean } | null => {
-    const known = deadlines.get(e.id);
-    if (known !== undefined) return { date: known.deadline, overdue: known.overdue };
-    if (typeof e.deadline === 'string') return { date: e.deadline, overdue: e.deadline < today };
-    return null;
-  };
+  // Same rule as the envelope screen: a submitted envelope whose deadline (a Brussels date) has passed.
+  const deadlineOf = (e: EnvelopeSummary): { date: string; overdue: boolean } | null =>
+    typeof e.deadline === 'string' ? { date: e.deadline, overdue: e.deadline < today && e.envelopeStatus === 'submitted' } : null;
   const keep = (e: EnvelopeSummary): boolean => {
     if (deadlineFilter === '') return true;
     const d = deadlineOf(e);
@@ -124,7 +107,7 @@ export async function renderMailbox(main: HTMLElement, address: string, directio
           h('td', null, direction === 'in' ? e.from : e.recipients.map((r) => r.address).join(', ')),
           h('th', { scope: 'row' }, link(e.envelopeStatus === 'draft' ? `/app/drafts/${e.id}` : `/app/envelopes/${e.id}`, subject || t('open'))),
           h('td', null, h('span', { class: `badge status-${e.status}` }, statusLabel(e.status))),
-          h('td', { class: d?.overdue ? 'deadline overdue' : 'deadline' }, d === null ? '—' : [formatDate(d.date), d.overdue ? h('strong', null, ` (${t('overdue')})`) : null]),
+          h('td', { class: d?.overdue ? 'deadline overdue' : 'deadline', 'data-deadline': d?.date ?? null }, d === null ? '—' : [formatDate(d.date), d.overdue ? h('strong', null, ` (${t('overdue')})`) : null]),
         ),
       );
       shown += 1;

@@ -188,6 +188,21 @@ t.test('web UI', async (t) => {
     t.match(await page.locator('ul.recipients').textContent(), /tutelle@bpl/, 'the computed recipient is shown');
     t.equal(await page.locator('ul.keys li').count(), 2, 'encrypted for the recipient and the sender mailbox');
 
+    // File roles come from the server: a tutelle act of category "other" needs a deliberation.
+    const draftAnswer = (await (await page.request.get(`${base}/api/v1/envelopes/${envelopeId}`)).json()) as { requiredRoles?: string[] };
+    t.same(draftAnswer.requiredRoles, ['deliberation'], 'the server lists the required role of the draft');
+    const newFilesRole = page.getByLabel('Rôle des fichiers ajoutés');
+    const offered = await newFilesRole
+      .locator('optgroup')
+      .first()
+      .locator('option')
+      .evaluateAll((options) => options.map((o) => (o as unknown as { value: string }).value));
+    t.same(offered, draftAnswer.requiredRoles, 'the page offers the required roles the server listed');
+    t.equal(await newFilesRole.inputValue(), 'deliberation', 'the required role with no file yet is pre-selected');
+    const missingRoles = page.locator('[data-testid="missing-roles"]');
+    t.match(await missingRoles.textContent(), /Rôles obligatoires sans fichier : Délibération/, 'the page says which required role has no file yet');
+    t.equal(await page.getByRole('button', { name: 'Envoyer', exact: true }).isDisabled(), true, 'submission waits for the required roles');
+
     // Upload: let a few 8 MiB chunks through, then hold the next PATCH and reload mid-upload.
     const through = MIB >= 64 ? 3 : 1;
     let patches = 0;
@@ -195,7 +210,9 @@ t.test('web UI', async (t) => {
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
-    await page.route('**/api/v1/uploads/**', async (route) => {
+    const uploadMetadata: string[] = [];
+    await page.route('**/api/v1/uploads**', async (route) => {
+      if (route.request().method() === 'POST') uploadMetadata.push(route.request().headers()['upload-metadata'] ?? '');
       if (route.request().method() === 'PATCH' && ++patches > through) {
         await held;
         await route.abort().catch(() => {});
@@ -203,8 +220,10 @@ t.test('web UI', async (t) => {
       }
       await route.continue();
     });
-    await page.getByLabel('Rôle', { exact: true }).fill('deliberation');
     await page.getByLabel('Choisir des fichiers').setInputFiles(original);
+    t.equal(await page.getByLabel('Rôle du fichier « deliberation.bin »').inputValue(), 'deliberation', 'the chosen file takes the required role');
+    t.match(await missingRoles.textContent(), /Chaque rôle obligatoire \(Délibération\) a un fichier/, 'no required role is left without a file');
+    t.equal(await newFilesRole.inputValue(), '', 'no required role is left to pre-select');
     await page.getByRole('button', { name: 'Chiffrer et envoyer' }).click();
     // (The tests' tsconfig has no DOM library: the page's globals are typed by hand.)
     await page.waitForFunction(
@@ -227,8 +246,14 @@ t.test('web UI', async (t) => {
     page.on('request', (request) => {
       if (reloaded && request.url().includes('/api/v1/uploads')) afterReload.push(request);
     });
-    await page.unroute('**/api/v1/uploads/**');
+    await page.unroute('**/api/v1/uploads**');
     release();
+    const roleMetadata = (uploadMetadata[0] ?? '')
+      .split(',')
+      .map((pair) => pair.trim().split(' '))
+      .find(([key]) => key === 'role');
+    t.equal(uploadMetadata.length, 1, 'one upload was created');
+    t.equal(Buffer.from(roleMetadata?.[1] ?? '', 'base64').toString('utf8'), 'deliberation', 'the file is uploaded with tus metadata role=deliberation');
     // After the reload the resumed upload is held once more, to pause it and resume it by hand.
     let releaseAgain: () => void = () => {};
     const heldAgain = new Promise<void>((resolve) => {
@@ -261,6 +286,8 @@ t.test('web UI', async (t) => {
     await page.waitForURL(`${base}/app/envelopes/${envelopeId}`);
     await page.locator('[data-verified="true"]').first().waitFor({ timeout: 30_000 });
     t.pass('the submission receipt is verified in the browser');
+    const sent = (await (await page.request.get(`${base}/api/v1/envelopes/${envelopeId}`)).json()) as { files: Array<{ role: string | null }> };
+    t.same(sent.files.map((f) => f.role), ['deliberation'], 'the server holds the file under the required role');
     await screenshot(page, '04-sent-envelope');
     t.same(problems, [], 'no page error or CSP violation on the sender’s side');
 
@@ -269,12 +296,40 @@ t.test('web UI', async (t) => {
     const page2 = receiver.pages()[0] ?? (await receiver.newPage());
     const problems2: string[] = [];
     watchConsole(page2, problems2);
+    const listRequests: string[] = [];
+    page2.on('request', (request) => {
+      if (request.url().includes('/api/v1/mailboxes/')) listRequests.push(new URL(request.url()).pathname);
+    });
     await signInWithOidc(page2, base, 'clerk-bpl');
     await page2.waitForURL(`${base}/app/mailboxes/${encodeURIComponent(TUTELLE)}/in`);
     const row = page2.locator(`tr[data-envelope="${envelopeId}"]`);
     await row.waitFor();
-    t.match(await row.locator('td.deadline').textContent(), /\d{2}\/\d{2}\/\d{4}/, 'the inbox shows the deadline');
+    const inbox = (await (await page2.request.get(`${base}/api/v1/mailboxes/${encodeURIComponent(TUTELLE)}/envelopes?direction=in`)).json()) as {
+      items: Array<{ id: string; deadline: string | null }>;
+    };
+    const listed = inbox.items.find((item) => item.id === envelopeId)?.deadline ?? '';
+    t.match(listed, /^\d{4}-\d{2}-\d{2}$/, 'the inbox item carries its deadline');
+    const [y, m, d] = listed.split('-');
+    t.equal((await row.locator('td.deadline').textContent())?.trim(), `${d}/${m}/${y}`, 'the inbox row shows the deadline of the list item');
+    t.equal(await row.locator('td.deadline').getAttribute('data-deadline'), listed, 'the row’s deadline is the list item’s');
+    t.equal(listRequests.some((p) => p.endsWith('/deadlines')), false, 'the inbox no longer asks for the mailbox’s deadlines');
     await screenshot(page2, '05-inbox');
+
+    // The deadline filter works on the items' deadlines: a deadline ahead is not overdue.
+    const deadlineFilter = async (value: string) => {
+      await page2.getByLabel('Échéance', { exact: true }).selectOption(value);
+      await page2.getByRole('button', { name: 'Filtrer' }).click();
+      await page2.waitForURL((url) => (url.searchParams.get('deadline') ?? '') === value);
+      await page2.locator('table.envelopes').waitFor();
+    };
+    await deadlineFilter('overdue');
+    await page2.getByText('Aucun envoi.').waitFor();
+    t.equal(await row.count(), 0, 'filtered on overdue: the act whose deadline is ahead is not listed');
+    await deadlineFilter('any');
+    await row.waitFor();
+    t.pass('filtered on “with a deadline”: the act is listed');
+    await deadlineFilter('');
+    await row.waitFor();
 
     // Language: Dutch, remembered across a reload.
     await page2.getByLabel('Langue').selectOption('nl');
