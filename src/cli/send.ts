@@ -799,7 +799,12 @@ export const sendCommand: Command = {
       if (state === null || draft === undefined) {
         store.removeSpools(); // of an earlier attempt whose draft is gone: never reused
         draft = (await api.request('POST', '/api/v1/envelopes', { type, from, to, metadata })) as EnvelopeJson;
-        pinnedKeys(draft, api);
+        try {
+          pinnedKeys(draft, api);
+        } catch (err) {
+          await api.request('DELETE', `/api/v1/envelopes/${seg(draft.id)}`).catch(() => {});
+          throw err;
+        }
         state = {
           version: 2,
           key,

@@ -130,6 +130,15 @@ forEachBackend(t, 'end-to-end encryption with the CLI and gpg', async (t, parts)
       t.equal(res.code, 0, res.stderr);
       t.same(await readFile(path.join(dir, 'memo.odt')), memo, 'the decrypted bytes are the original');
       t.same(await listing(dir), ['envelope.json', 'memo.odt'], 'nothing else is left');
+
+      // A back office holding the locked key in a file instead of downloading it each time.
+      const keys = await getJson(tokens.recipient, '/api/v1/mailboxes/secretariat@uccle/private-key');
+      const keyFile = path.join(work, 'uccle-locked.asc');
+      await writeFile(keyFile, keys.items[0].privateKey, { mode: 0o600 });
+      const local = path.join(work, 'fetched-memo-local-key');
+      const withKey = await cli(tokens.recipient, ['fetch', d.id, '--dir', local, '--key', keyFile]);
+      t.equal(withKey.code, 0, withKey.stderr);
+      t.same(await readFile(path.join(local, 'memo.odt')), memo, '--key FILE decrypts too');
     });
 
     await t.test('(d) a ciphertext tampered in the store makes fetch fail: non-zero exit, one line, nothing left', async (t) => {

@@ -311,6 +311,7 @@ t.test('usage errors of the exchange commands exit 2 before anything is sent', a
     ['a file twice', ['send', '--from', 'a@b', '--to', 'c@d', 'a.gpg', './a.gpg'], /given twice/],
     ['metadata not an object', ['send', '--from', 'a@b', '--to', 'c@d', '--meta', 'meta.json', 'a.gpg'], /must hold a JSON object/],
     ['a malformed envelope id', ['fetch', '../../etc'], /must be an envelope id/],
+    ['--raw with a key', ['fetch', '01234567-89ab-7def-8123-456789abcdef', '--raw', '--key', 'a.gpg'], /--raw keeps the files encrypted: it takes no --mailbox or --key/],
     ['inbox without mailbox', ['inbox'], /missing --mailbox/],
     ['ack with two ids', ['ack', 'a', 'b'], /unexpected argument/],
   ];
