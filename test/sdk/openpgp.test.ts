@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import * as openpgp from 'openpgp';
-import { HEADER_BYTES, SdkError, decryptFile, encryptFileToSpool, generateMailboxKey, recipientKeyIds } from '../../src/sdk/index.ts';
+import { HEADER_BYTES, SdkError, decryptFile, encryptFileToSpool, generateMailboxKey, privateKeyIds, recipientKeyIds, unlockPrivateKey } from '../../src/sdk/index.ts';
 import { tempDir } from '../helpers/backends.ts';
 import { withService } from '../helpers/services.ts';
 import { gpgEncryptionSubkeyIds, gpgFingerprint, gpgHome, gpgService } from './gpg.ts';
@@ -144,6 +144,32 @@ withService(t, gpgService(), 'SDK and gpg 2.2', async (t) => {
     await rejectsWith(t, decryptFile(file('plain.bin'), file('x3'), mailbox.privateKeyArmored, PASS), 'notOpenPgp', 'a plaintext file');
     await rejectsWith(t, decryptFile(file('missing'), file('x4'), mailbox.privateKeyArmored, PASS), 'io', 'a missing file');
     t.notOk((await readdir(dir)).some((n) => /^x\d$|\.part-/.test(n)), 'nothing written');
+  });
+
+  t.test('a key unlocked once decrypts several files; privateKeyIds gives the IDs gpg lists without the passphrase; progress is reported', async (t) => {
+    const ids = await privateKeyIds(mailbox.privateKeyArmored);
+    const records = await gpg.showKeys(file('mailbox.sec.asc'));
+    t.equal(ids.fingerprint, gpgFingerprint(records), 'the fingerprint gpg computes');
+    t.same(
+      ids.keyIds.sort(),
+      records
+        .filter((r) => r[0] === 'sec' || r[0] === 'ssb')
+        .map((r) => r[4]!.toLowerCase())
+        .sort(),
+      'the key and subkey IDs gpg lists',
+    );
+    await rejectsWith(t, unlockPrivateKey(mailbox.privateKeyArmored, 'wrong passphrase here'), 'wrongPassphrase', 'wrong passphrase');
+    const unlocked = await unlockPrivateKey(mailbox.privateKeyArmored, PASS);
+    t.equal(unlocked.fingerprint, mailbox.fingerprint);
+    let encrypted = 0;
+    await encryptFileToSpool(file('plain.bin'), file('twice.pgp'), [mailbox.publicKeyArmored], { onProgress: (n) => (encrypted = n) });
+    t.equal(encrypted, plain.length, 'encryption progress reaches the plaintext size');
+    for (const out of ['once.bin', 'again.bin']) {
+      let written = 0;
+      const result = await decryptFile(file('twice.pgp'), file(out), unlocked, undefined, { onProgress: (n) => (written = n) });
+      t.equal(result.sha256, sha256(plain), `${out}: decrypted with the unlocked key`);
+      t.equal(written, plain.length, `${out}: decryption progress reaches the plaintext size`);
+    }
   });
 
   t.test('recipientKeyIds names the encryption subkeys of every recipient, from the first 64 KiB only', async (t) => {
