@@ -131,6 +131,13 @@ forEachBackend(t, 'end-to-end encryption with the CLI and gpg', async (t, parts)
       t.same(await readFile(path.join(dir, 'memo.odt')), memo, 'the decrypted bytes are the original');
       t.same(await listing(dir), ['envelope.json', 'memo.odt'], 'nothing else is left');
 
+      // A fetch killed while decrypting leaves unauthenticated plaintext in a hidden temporary file: the next one removes it.
+      const leftover = path.join(dir, '..memo.odt.bxchange-decrypted.part-0123456789ab');
+      await writeFile(leftover, memo.subarray(0, 4096));
+      const again = await cli(tokens.recipient, ['fetch', d.id, '--dir', dir, '--force']);
+      t.equal(again.code, 0, again.stderr);
+      t.same(await listing(dir), ['envelope.json', 'memo.odt'], "a killed fetch's temporary file is removed by the next fetch");
+
       // A back office holding the locked key in a file instead of downloading it each time.
       const keys = await getJson(tokens.recipient, '/api/v1/mailboxes/secretariat@uccle/private-key');
       const keyFile = path.join(work, 'uccle-locked.asc');
