@@ -27,6 +27,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
+import { NotOpenPgpError, OPENPGP_HEADER_BYTES, messageRecipientKeyIds } from '../crypto/openpgp-header.ts';
 
 /** Why an SDK call failed; `code` is stable, `message` is for people. */
 export type SdkErrorCode =
@@ -51,7 +52,7 @@ export class SdkError extends Error {
 export const MIN_PASSPHRASE_LENGTH = 12;
 
 /** How many leading bytes of a file `recipientKeyIds` needs at most. */
-export const HEADER_BYTES = 64 * 1024;
+export const HEADER_BYTES = OPENPGP_HEADER_BYTES;
 
 /** RFC 9580 §5.2.3.32 feature flag: the key holder accepts SEIPDv2 (AEAD) messages. */
 const FEATURE_SEIPDV2 = 0x08;
@@ -371,23 +372,11 @@ function decryptError(err: unknown, stage: 'open' | 'header' | 'stream', inputPa
  * SdkError `notOpenPgp` when the bytes do not start an OpenPGP message.
  */
 export async function recipientKeyIds(headerBytes: Uint8Array): Promise<string[]> {
-  const bytes = headerBytes.subarray(0, HEADER_BYTES);
-  const armored = Buffer.from(bytes.subarray(0, 64)).toString('latin1').trimStart().startsWith('-----BEGIN PGP MESSAGE-----');
-  // A stream, not an array: openpgp.js parses packets lazily from a stream, so the encrypted data
-  // packet cut short at the end of the header does not fail the parse (an array would).
-  const once = <T>(chunk: T) =>
-    new ReadableStream<T>({
-      start(controller) {
-        controller.enqueue(chunk);
-        controller.close();
-      },
-    });
+  // The same parser the server's submit check uses (a pure function, no server code).
   try {
-    const message = armored
-      ? await openpgp.readMessage({ armoredMessage: once(Buffer.from(bytes).toString('latin1')) })
-      : await openpgp.readMessage({ binaryMessage: once(bytes) });
-    return message.getEncryptionKeyIDs().map(hex);
+    return await messageRecipientKeyIds(headerBytes.subarray(0, HEADER_BYTES));
   } catch (err) {
-    throw new SdkError('notOpenPgp', 'Not the start of an OpenPGP message', { cause: err });
+    if (err instanceof NotOpenPgpError) throw new SdkError('notOpenPgp', 'Not the start of an OpenPGP message encrypted to public keys', { cause: err });
+    throw err;
   }
 }
