@@ -23,6 +23,8 @@ import { createPurge, type Purge } from './domain/purge.ts';
 import { createPurgeRepository } from './db/purge-repository.ts';
 import { createSessionRepository } from './db/session-repository.ts';
 import { createSessions, type Sessions } from './domain/sessions.ts';
+import { createSendFolderRepository } from './db/send-folder-repository.ts';
+import type { SendFolderRepository } from './sftp/send-folders.ts';
 import { verifyAuditChain, type ChainVerdict } from './db/audit.ts';
 import { createReceiptSigner } from './crypto/cms.ts';
 import { ensureDevPki, type Pki } from './crypto/pki.ts';
@@ -62,6 +64,8 @@ export interface Services {
   purge: Purge;
   /** Web sessions of the browser door (sign-in, sign-out, cookie resolution). */
   sessions: Sessions;
+  /** The SFTP door's send folders (rows of sftp_send_folders). */
+  sendFolderRepository: SendFolderRepository;
   auditLog: { verify(): Promise<ChainVerdict> };
   pki: Pki;
   clock: Clock;
@@ -190,6 +194,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     exports,
     purge,
     sessions,
+    sendFolderRepository: createSendFolderRepository(database.db),
     auditLog: { verify: () => verifyAuditChain(database.db) },
     pki,
     clock,

@@ -340,3 +340,42 @@ export const webSessions = pgTable(
   },
   (table) => [index('web_sessions_principal_idx').on(table.principalId), index('web_sessions_expires_idx').on(table.expiresAt)],
 );
+
+/**
+ * The send folders of the SFTP door (`/<mailbox>/send/<name>/`, src/sftp/send-folders.ts):
+ * the name a back office gave with `mkdir`, the draft its envelope.json made,
+ * the descriptor and per-file hints, and the outcome once renamed to
+ * `<name>.submit` (state, acceptance receipt, last refusal as ERROR.json).
+ * Door state in the database so that any node sees it, inside the same
+ * transactions as the envelopes: the primary key makes two sessions (or two
+ * nodes) creating one name get one folder, and deleting a draft (deleteDraft,
+ * the hygiene sweep) deletes its folder by cascade. A folder without a draft
+ * yet has no envelope_id.
+ */
+export const sftpSendFolders = pgTable(
+  'sftp_send_folders',
+  {
+    mailboxAddress: text('mailbox_address')
+      .notNull()
+      .references(() => mailboxes.address),
+    name: text('name').notNull(),
+    envelopeId: uuid('envelope_id').references(() => envelopes.id, { onDelete: 'cascade' }),
+    /** `editing` shows as send/<name>/, `submitted` and `refused` as send/<name>.submit/. */
+    state: text('state').notNull(),
+    /** The envelope.json as the operator put it (served back as is). */
+    descriptor: text('descriptor'),
+    /** Per-file hints by file name: {role, mediaType, plaintextSha256}. */
+    fileHints: jsonb('file_hints').notNull().default(sql`'{}'::jsonb`),
+    /** The SubmissionAcceptance evidence id, once submitted. */
+    receiptId: uuid('receipt_id'),
+    /** The last refusal in this folder (RFC 9457 problem), served as ERROR.json. */
+    lastError: jsonb('last_error'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.mailboxAddress, table.name] }),
+    uniqueIndex('sftp_send_folders_envelope_key').on(table.envelopeId),
+    check('sftp_send_folders_state', sql`${table.state} IN ('editing', 'submitted', 'refused')`),
+    check('sftp_send_folders_submitted_has_draft', sql`${table.state} = 'editing' OR ${table.envelopeId} IS NOT NULL`),
+  ],
+);

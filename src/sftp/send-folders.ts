@@ -5,18 +5,24 @@
  * (`<name>.submit/`), so that a batch script may create a draft in one
  * session, encrypt, and put the files or submit in another — on any node.
  *
- * Design: a folder is a small JSON record in the shared blob store under
- * `sftp/send/<hex mailbox>/<hex name>.json` (hex keeps the keys inside the
- * store's `[A-Za-z0-9._-]` alphabet whatever the name). It names a draft;
- * it holds no envelope state of its own (PostgreSQL stays the truth: a
- * record whose draft is gone is dropped when seen). It is door state, like
- * a tus upload's info file, and never holds personal data: metadata is
- * plaintext by design (DESIGN §3). A table would be the better home once a
- * migration can be made; the interface below is what would move.
+ * Design: a folder is a row of `sftp_send_folders` (src/db/schema.ts),
+ * reached through the SendFolderRepository declared here and implemented in
+ * src/db/. It names a draft and holds no envelope state of its own; the
+ * foreign key deletes it with its draft (deleteDraft through any door, the
+ * hygiene sweep), in the same transaction. It never holds personal data:
+ * metadata is plaintext by design (DESIGN §3).
+ *
+ * Concurrency (two sessions, two nodes): `put` of a folder this store did not
+ * hand out (mkdir's new one) is an insert that the primary key (mailbox,
+ * name) lets only one session win; the loser gets an SFTP failure. `put` of a
+ * folder read through `get` that changes its draft or state is applied only
+ * if the row still has the draft and state it was read with (a compare and
+ * set), so a session never overwrites another's draft or submission; the
+ * loser gets a ConflictError. A `put` that only changes the last error
+ * (ERROR.json) is last-writer-wins, and is dropped if the folder is gone.
  */
-import { Readable } from 'node:stream';
-import type { Problem } from '../errors.ts';
-import type { BlobStore } from '../storage/blob-store.ts';
+import { ConflictError, type Problem } from '../errors.ts';
+import { failure } from './status.ts';
 
 /** Per-file hints from the envelope.json `files` member, matched by file name at upload. */
 export interface FileHint {
@@ -45,54 +51,77 @@ export interface SendFolder {
 /** A folder name: one plain segment, never ending in .submit (which names the outcome). */
 export const FOLDER_NAME = /^(?!.*\.submit$)[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
-const hex = (text: string) => Buffer.from(text, 'utf8').toString('hex');
-const unhex = (text: string) => Buffer.from(text, 'hex').toString('utf8');
+/** What a folder's compare-and-set compares: its draft and its state as read. */
+export interface FolderVersion {
+  envelopeId: string | null;
+  state: SendFolder['state'];
+}
+
+/** Persistence of send folders (implemented in src/db/send-folder-repository.ts). */
+export interface SendFolderRepository {
+  find(mailbox: string, name: string): Promise<SendFolder | null>;
+  /** Every folder of a mailbox, by name (code-unit order). */
+  list(mailbox: string): Promise<SendFolder[]>;
+  /** Inserts the folder; false (nothing written) when the mailbox already has a folder of that name. */
+  create(folder: SendFolder): Promise<boolean>;
+  /** Writes every field but the key and createdAt, only if the row still has `expected`; false otherwise (changed or gone). */
+  update(folder: SendFolder, expected: FolderVersion): Promise<boolean>;
+  /** Writes only the last error; false when the folder is gone. */
+  setError(mailbox: string, name: string, error: Problem | null): Promise<boolean>;
+  /** Deletes the folder (idempotent). */
+  remove(mailbox: string, name: string): Promise<void>;
+}
 
 export interface SendFolders {
   get(mailbox: string, name: string): Promise<SendFolder | null>;
+  /**
+   * Creates a new folder (an object not obtained from `get`/`list`; fails
+   * with an SFTP failure when the name is taken), or saves one read before
+   * (ConflictError when another session changed its draft or state meanwhile).
+   */
   put(folder: SendFolder): Promise<void>;
   remove(mailbox: string, name: string): Promise<void>;
   /** Every folder of a mailbox, by name. */
   list(mailbox: string): Promise<SendFolder[]>;
 }
 
-export function createSendFolders(blobStore: BlobStore): SendFolders {
-  const prefix = (mailbox: string) => `sftp/send/${hex(mailbox)}/`;
-  const keyOf = (mailbox: string, name: string) => `${prefix(mailbox)}${hex(name)}.json`;
-
-  async function read(key: string): Promise<SendFolder | null> {
-    let stream: Readable;
-    try {
-      stream = await blobStore.get(key);
-    } catch (err) {
-      if ((err as { code?: string }).code === 'blobNotFound') return null;
-      throw err;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of stream) {
-      size += (chunk as Buffer).length;
-      if (size > 4 * 1024 * 1024) throw new Error(`send folder record ${key} is too large`);
-      chunks.push(chunk as Buffer);
-    }
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as SendFolder;
-  }
+export function createSendFolders(repository: SendFolderRepository): SendFolders {
+  // The version each folder object was read at, by identity: the gateway mutates the
+  // object it got and puts it back, and a folder it built itself (mkdir) has none.
+  const versions = new WeakMap<SendFolder, FolderVersion>();
+  const track = (folder: SendFolder) => {
+    versions.set(folder, { envelopeId: folder.envelopeId, state: folder.state });
+    return folder;
+  };
 
   return {
-    get: (mailbox, name) => read(keyOf(mailbox, name)),
-    async put(folder) {
-      await blobStore.put(keyOf(folder.mailbox, folder.name), Readable.from([Buffer.from(JSON.stringify(folder))]), { contentType: 'application/json' });
+    async get(mailbox, name) {
+      const folder = await repository.find(mailbox, name);
+      return folder === null ? null : track(folder);
     },
-    remove: (mailbox, name) => blobStore.delete(keyOf(mailbox, name)),
+
+    async put(folder) {
+      const read = versions.get(folder);
+      if (read === undefined) {
+        if (!(await repository.create(folder))) throw failure(`send/${folder.name} exists (or was submitted as send/${folder.name}.submit)`);
+        track(folder);
+        return;
+      }
+      if (read.envelopeId === folder.envelopeId && read.state === folder.state) {
+        // Only ERROR.json can change without a new draft or state: last writer wins, nothing to keep if the folder is gone.
+        await repository.setError(folder.mailbox, folder.name, folder.error);
+        return;
+      }
+      if (!(await repository.update(folder, read))) {
+        throw new ConflictError('conflict', `send/${folder.name} was changed or removed by another session meanwhile; list the folder and start again`);
+      }
+      track(folder);
+    },
+
+    remove: (mailbox, name) => repository.remove(mailbox, name),
+
     async list(mailbox) {
-      const keys: string[] = [];
-      for await (const object of blobStore.list(prefix(mailbox))) keys.push(object.key);
-      const folders = await Promise.all(
-        keys
-          .filter((key) => /^[0-9a-f]+\.json$/.test(key.slice(prefix(mailbox).length)))
-          .map((key) => read(key)),
-      );
-      return folders.filter((f): f is SendFolder => f !== null && unhex(hex(f.name)) === f.name).sort((a, b) => (a.name < b.name ? -1 : 1));
+      return (await repository.list(mailbox)).map(track);
     },
   };
 }

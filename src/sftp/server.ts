@@ -21,7 +21,7 @@ import type { SftpConfig } from '../config.ts';
 import type { Caller } from '../domain/model.ts';
 import type { SshKeys } from '../domain/ssh-keys.ts';
 import { createGateway, OPEN, type Attrs, type Entry, type Gateway, type GatewayDeps, type ReadHandle, type WriteHandle } from './gateway.ts';
-import { createSendFolders } from './send-folders.ts';
+import { createSendFolders, type SendFolderRepository } from './send-folders.ts';
 import { STATUS, statusOf, unsupported } from './status.ts';
 import { normalize } from './tree.ts';
 
@@ -34,6 +34,7 @@ export interface SftpLogger {
 }
 
 export interface SftpServerDeps extends Omit<GatewayDeps, 'sendFolders'> {
+  sendFolderRepository: SendFolderRepository;
   sshKeys: SshKeys;
   log: SftpLogger;
 }
@@ -102,7 +103,7 @@ const CALLER_TTL_MS = 5_000;
 
 export async function startSftpServer(config: SftpConfig, deps: SftpServerDeps): Promise<SftpServer> {
   const hostKey = await ensureHostKey(config.hostKeyFile);
-  const gateway: Gateway = createGateway({ ...deps, sendFolders: createSendFolders(deps.blobStore) });
+  const gateway: Gateway = createGateway({ ...deps, sendFolders: createSendFolders(deps.sendFolderRepository) });
   const { log, sshKeys } = deps;
   const sessionsByPrincipal = new Map<string, number>();
   const connections = new Set<Connection>();
@@ -384,6 +385,7 @@ export function sftpDeps(services: import('../services.ts').Services, log: SftpL
     hashStates: services.hashStates,
     blobStore: services.blobStore,
     sshKeys: services.sshKeys,
+    sendFolderRepository: services.sendFolderRepository,
     maxUploadBytes: services.config.maxUploadBytes,
     bodyLimit: services.config.bodyLimit,
     now: () => services.clock.now(),
