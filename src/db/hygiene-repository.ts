@@ -4,7 +4,7 @@ import type { HygieneRepository } from '../domain/hygiene.ts';
 import type { EnvelopeRepository } from '../domain/ports.ts';
 import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
-import { envelopes, files } from './schema.ts';
+import { envelopes, files, sftpSendFolders } from './schema.ts';
 
 export function createHygieneRepository(db: Db, envelopeRepository: EnvelopeRepository): HygieneRepository {
   return {
@@ -40,6 +40,14 @@ export function createHygieneRepository(db: Db, envelopeRepository: EnvelopeRepo
     },
 
     deleteDraft: (id) => envelopeRepository.deleteDraft(id, { actor: 'system', action: 'envelope.expire', subject: id }),
+
+    async deleteEmptySendFolders(before) {
+      const rows = await db
+        .delete(sftpSendFolders)
+        .where(and(isNull(sftpSendFolders.envelopeId), lt(sftpSendFolders.createdAt, before)))
+        .returning({ name: sftpSendFolders.name });
+      return rows.length;
+    },
 
     async deleteFile(id) {
       await db.transaction(async (tx) => {

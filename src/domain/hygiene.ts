@@ -23,6 +23,12 @@ export interface HygieneRepository {
   knownKeys(keys: string[]): Promise<Set<string>>;
   deleteDraft(id: string): Promise<boolean>;
   deleteFile(id: string): Promise<void>;
+  /**
+   * Deletes SFTP send folders made (mkdir) before `before` that never got an
+   * envelope.json, hence no draft; returns how many. Folders with a draft go
+   * with it (foreign key cascade).
+   */
+  deleteEmptySendFolders(before: Date): Promise<number>;
 }
 
 export interface HygieneDeps {
@@ -38,6 +44,7 @@ export interface HygieneDeps {
 
 export interface SweepResult {
   expiredDrafts: number;
+  emptySendFolders: number;
   abandonedUploads: number;
   orphansCollected: number;
   missingObjects: Array<{ fileId: string; envelopeId: string; storageKey: string }>;
@@ -57,7 +64,7 @@ export function createHygiene(deps: HygieneDeps) {
   return {
     async sweep(): Promise<SweepResult> {
       const now = clock.now().getTime();
-      const result: SweepResult = { expiredDrafts: 0, abandonedUploads: 0, orphansCollected: 0, missingObjects: [] };
+      const result: SweepResult = { expiredDrafts: 0, emptySendFolders: 0, abandonedUploads: 0, orphansCollected: 0, missingObjects: [] };
 
       for (const draft of await repository.expiredDrafts(new Date(now - deps.draftExpiryMs), BATCH)) {
         if (await repository.deleteDraft(draft.id)) {
@@ -65,6 +72,8 @@ export function createHygiene(deps: HygieneDeps) {
           result.expiredDrafts++;
         }
       }
+      // A send folder that never became a draft expires like one.
+      result.emptySendFolders = await repository.deleteEmptySendFolders(new Date(now - deps.draftExpiryMs));
 
       for (const file of await repository.staleUploads(new Date(now - deps.uploadExpiryMs), BATCH)) {
         await repository.deleteFile(file.id);

@@ -79,6 +79,20 @@ forEachBackend(t, 'storage hygiene', async (t, parts) => {
   const orphanKey = `envelopes/${randomUUID()}/${randomUUID()}`;
   await api.services.blobStore.put(orphanKey, Readable.from([randomBytes(10)]));
   const start = now.getTime();
+  // SFTP send folders made by mkdir that never got an envelope.json (so no draft): one old, one recent.
+  const emptyFolder = (name: string) =>
+    api.services.sendFolderRepository.create({
+      mailbox: 'secretariat@ixelles',
+      name,
+      createdAt: now.toISOString(),
+      envelopeId: null,
+      state: 'editing',
+      descriptor: null,
+      files: {},
+      receiptId: null,
+      error: null,
+    });
+  t.ok(await emptyFolder('never-used'), 'an empty send folder, day 0');
 
   // Day 2: a draft with an upload that will be abandoned (unfinished for 6 days).
   now = new Date(start + 48 * HOUR);
@@ -89,6 +103,7 @@ forEachBackend(t, 'storage hygiene', async (t, parts) => {
   now = new Date(start + 8 * 24 * HOUR - HOUR);
   const freshKey = await startTus(liveDraftId);
   const freshObjects = await keysUnder(freshKey);
+  t.ok(await emptyFolder('just-made'), 'an empty send folder, day 8 minus one hour');
   t.ok(freshObjects.length > 0, 'the fresh upload has stored objects (data or sidecars)');
 
   // Day 8: the first draft is past the 7-day draft expiry, the live one (6 days) is not.
@@ -99,6 +114,11 @@ forEachBackend(t, 'storage hygiene', async (t, parts) => {
     t.ok(result.expiredDrafts >= 1);
     t.equal(await api.services.envelopeRepository.find(oldDraftId), null);
     t.notOk(await exists(oldDraftFile.href ? `envelopes/${oldDraftId}/${oldDraftFile.id}` : ''), 'bytes removed');
+  });
+
+  t.test('an SFTP send folder that never became a draft expires like a draft; a recent one stays', async (t) => {
+    t.equal(result.emptySendFolders, 1);
+    t.same((await api.services.sendFolderRepository.list('secretariat@ixelles')).map((f) => f.name), ['just-made']);
   });
 
   t.test('the submitted envelope and its file are untouched', async (t) => {
