@@ -21,6 +21,7 @@ import type { SftpConfig } from '../config.ts';
 import type { Caller } from '../domain/model.ts';
 import type { SshKeys } from '../domain/ssh-keys.ts';
 import { createGateway, OPEN, type Attrs, type Entry, type Gateway, type GatewayDeps, type ReadHandle, type WriteHandle } from './gateway.ts';
+import { coalesceReplies } from './coalesce.ts';
 import { createSendFolders, type SendFolderRepository } from './send-folders.ts';
 import { STATUS, statusOf, unsupported } from './status.ts';
 import { normalize } from './tree.ts';
@@ -113,6 +114,10 @@ export async function startSftpServer(config: SftpConfig, deps: SftpServerDeps):
     { hostKeys: [hostKey], algorithms: { cipher: [...CIPHERS] }, ident: 'bxchange' },
     (client) => {
       connections.add(client);
+      // Nagle would hold each small STATUS reply back until the client's previous segment is acknowledged
+      // (delayed ACK, up to 40 ms): the client's window of WRITEs drains. Measured with a bare ssh2 server,
+      // 256 MiB put: 36 MB/s without, 135–208 MB/s with.
+      (client as Connection & { setNoDelay(noDelay: boolean): void }).setNoDelay(true);
       const sessionId = randomBytes(8).toString('hex');
       let caller: Caller | null = null;
       let refreshedAt = 0;
@@ -216,6 +221,7 @@ export async function startSftpServer(config: SftpConfig, deps: SftpServerDeps):
       function serve(sftp: SFTPWrapper): void {
         // Trap: end our side when the client ends, or OpenSSH's sftp waits forever at exit.
         sftp.on('end', () => sftp.end());
+        coalesceReplies(sftp, (client as unknown as { _sock?: { cork(): void; uncork(): void } })._sock);
         sftp.on('error', (err: Error) => log.warn({ sessionId, err: { message: err.message } }, 'sftp channel error'));
 
         const fail = (reqid: number, err: unknown) => {
