@@ -57,6 +57,7 @@ import {
   sleep,
   type BenchResult,
   type Check,
+  EMBEDDED_DEFAULT_ENV,
 } from './lib.ts';
 
 export const title = 'end-to-end encryption, client side: bxchange send vs gpg --encrypt, bxchange fetch vs gpg --decrypt (1 GiB)';
@@ -192,16 +193,7 @@ export async function run(): Promise<BenchResult> {
       BXCHANGE_ADMIN_TOKEN: adminToken,
       LOG_LEVEL: 'warn',
       BXCHANGE_MAX_UPLOAD_BYTES: String(Math.max(2 * GiB, 2 * bytes)),
-      DATABASE_URL: '',
-      S3_ENDPOINT: '',
-      S3_REGION: '',
-      S3_BUCKET: '',
-      S3_ACCESS_KEY_ID: '',
-      S3_SECRET_ACCESS_KEY: '',
-      S3_FORCE_PATH_STYLE: '',
-      TLS_CERT: '',
-      TLS_KEY: '',
-      TLS_CLIENT_CA: '',
+      ...EMBEDDED_DEFAULT_ENV,
     });
     server = bx.server;
     const admin = (method: string, url: string, body?: unknown) => api(bx.base, adminToken, method, url, body);

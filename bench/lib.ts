@@ -800,3 +800,20 @@ export async function encryptForKeys(publicKeys: string[], data: Uint8Array | st
   const encrypted = await openpgp.encrypt({ message, encryptionKeys, format: 'binary', config: { aeadProtect: false } });
   return Buffer.from(encrypted as Uint8Array);
 }
+
+/**
+ * Environment for a benchmarked server that must run on the embedded default
+ * (PGlite + local folder, plain HTTP), whatever the caller's environment says.
+ */
+export const EMBEDDED_DEFAULT_ENV: Readonly<Record<string, string>> = {
+  DATABASE_URL: '',
+  S3_ENDPOINT: '',
+  S3_REGION: '',
+  S3_BUCKET: '',
+  S3_ACCESS_KEY_ID: '',
+  S3_SECRET_ACCESS_KEY: '',
+  S3_FORCE_PATH_STYLE: '',
+  TLS_CERT: '',
+  TLS_KEY: '',
+  TLS_CLIENT_CA: '',
+};

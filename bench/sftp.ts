@@ -45,6 +45,7 @@ import {
   waitForQuiet,
   type BenchResult,
   type JsonChild,
+  EMBEDDED_DEFAULT_ENV,
 } from './lib.ts';
 
 export const title = 'SFTP put/get throughput (1 GiB, OpenSSH sftp client) vs OpenSSH sshd internal-sftp';
@@ -132,16 +133,7 @@ export async function run(): Promise<BenchResult> {
       BXCHANGE_MAX_UPLOAD_BYTES: String(Math.max(2 * GiB, 2 * bytes)),
       LOG_LEVEL: 'warn',
       SFTP_PORT: '0',
-      DATABASE_URL: '',
-      S3_ENDPOINT: '',
-      S3_REGION: '',
-      S3_BUCKET: '',
-      S3_ACCESS_KEY_ID: '',
-      S3_SECRET_ACCESS_KEY: '',
-      S3_FORCE_PATH_STYLE: '',
-      TLS_CERT: '',
-      TLS_KEY: '',
-      TLS_CLIENT_CA: '',
+      ...EMBEDDED_DEFAULT_ENV,
     });
     children.push(bx);
     const ready = await bx.next((m) => m.ready === true, 120_000);

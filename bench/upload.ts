@@ -54,6 +54,7 @@ import {
   randomFile,
   startServer,
   publishBenchKeysHttp,
+  EMBEDDED_DEFAULT_ENV,
 } from './lib.ts';
 
 export const title = 'tus upload throughput (1 GiB, unlimited chunk, loopback)';
@@ -184,16 +185,7 @@ export async function run(): Promise<BenchResult> {
       LOG_LEVEL: 'warn',
       BXCHANGE_MAX_UPLOAD_BYTES: String(Math.max(2 * GiB, 2 * bytes)),
       // The embedded default, whatever the caller's environment says.
-      DATABASE_URL: '',
-      S3_ENDPOINT: '',
-      S3_REGION: '',
-      S3_BUCKET: '',
-      S3_ACCESS_KEY_ID: '',
-      S3_SECRET_ACCESS_KEY: '',
-      S3_FORCE_PATH_STYLE: '',
-      TLS_CERT: '',
-      TLS_KEY: '',
-      TLS_CLIENT_CA: '',
+      ...EMBEDDED_DEFAULT_ENV,
     });
     servers.push(bx.server);
     const baselineEnv = { BENCH_FSYNC_BASELINES: fsyncBaselines ? '1' : '0' };

@@ -38,6 +38,7 @@ import {
   api,
   publishBenchKeysHttp,
   startServer,
+  EMBEDDED_DEFAULT_ENV,
 } from '../lib.ts';
 
 const CLIENT = path.join(BENCH_DIR, 'memory', 'client.ts');
@@ -78,16 +79,7 @@ export async function startTargets(work: string, maxUploadBytes: number): Promis
       BXCHANGE_ADMIN_TOKEN: adminToken,
       LOG_LEVEL: 'warn',
       BXCHANGE_MAX_UPLOAD_BYTES: String(maxUploadBytes),
-      DATABASE_URL: '',
-      S3_ENDPOINT: '',
-      S3_REGION: '',
-      S3_BUCKET: '',
-      S3_ACCESS_KEY_ID: '',
-      S3_SECRET_ACCESS_KEY: '',
-      S3_FORCE_PATH_STYLE: '',
-      TLS_CERT: '',
-      TLS_KEY: '',
-      TLS_CLIENT_CA: '',
+      ...EMBEDDED_DEFAULT_ENV,
     });
     servers.push(bx.server);
     const tus = await startServer('bare-tus', [tusDir], { BENCH_FSYNC_BASELINES: '0' });
