@@ -51,6 +51,17 @@ function notBefore(now: Date, previous: Date | null): Date {
 /** Decisions that close an act's tutelle (the others extend or stop its clock). */
 const FINAL_DECISIONS = new Set(['suspension', 'annulment', 'approval', 'refusal']);
 
+/** Has the act's tutelle been closed by a final decision (its deadline no longer runs)? */
+function decided(envelope: Pick<EnvelopeRecord, 'computed'>): boolean {
+  const decisions = envelope.computed.decisions;
+  return Array.isArray(decisions) && (decisions as Array<{ kind?: string }>).some((d) => FINAL_DECISIONS.has(d.kind ?? ''));
+}
+
+/** A submitted envelope whose deadline passed (Brussels date `today`) without a final decision. */
+function isOverdue(envelope: Pick<EnvelopeRecord, 'computed' | 'deadline' | 'status'>, today: string): boolean {
+  return envelope.status === 'submitted' && envelope.deadline !== null && today > envelope.deadline && !decided(envelope);
+}
+
 export type CompleteFile = FileRecord & { size: number; sha256: string };
 export const MAX_FILES = 200;
 
@@ -591,7 +602,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       const today = brusselsDate(clock.now());
       const rows = await envelopes.withDeadlines(address, 1000);
       return rows
-        .filter((e) => !(Array.isArray(e.computed.decisions) && (e.computed.decisions as Array<{ kind?: string }>).some((d) => FINAL_DECISIONS.has(d.kind ?? ''))))
+        .filter((e) => !decided(e))
         .map((envelope) => ({ envelope, overdue: today > envelope.deadline!, daysLeft: daysBetween(today, envelope.deadline!) }));
     },
 
@@ -614,6 +625,8 @@ export function createEnvelopes(deps: EnvelopesDeps) {
         ...(options.status === undefined ? {} : { status: options.status }),
         ...(after === undefined ? {} : { after }),
       });
+      const today = brusselsDate(clock.now());
+      for (const row of rows) row.overdue = isOverdue(row.envelope, today);
       if (rows.length <= limit) return { items: rows };
       const items = rows.slice(0, limit);
       return { items, nextCursor: mailboxCursor(items[items.length - 1]!) };

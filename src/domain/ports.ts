@@ -270,6 +270,8 @@ export interface MailboxListItem {
   envelope: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>;
   /** The listing's sort time: delivery time (in) or creation time (out). */
   sortTime: Date;
+  /** Deadline passed without a final decision (set by the domain, Brussels date). */
+  overdue?: boolean;
 }
 
 export interface EnvelopeRepository {

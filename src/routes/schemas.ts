@@ -266,6 +266,7 @@ export const EnvelopeSummaryView = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
   submittedAt: nullable(Type.String({ format: 'date-time' })),
   deadline: nullable(Type.String({ description: 'Legal deadline (YYYY-MM-DD) the type computed at submit, if any' })),
+  overdue: Type.Boolean({ description: 'The deadline passed without a final decision (tutelle acts)' }),
   href: Type.String(),
 });
 

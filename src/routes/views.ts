@@ -135,7 +135,7 @@ export const envelopeView = (e: EnvelopeRecord, receipts?: StoredEvidence[]) => 
  * recipient mailbox's status (delivered, retrieved, acknowledged), the one the
  * `status` filter selects on; elsewhere it is the envelope's (draft, submitted).
  */
-export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>, mailbox?: string) => ({
+export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>, mailbox?: string, overdue = false) => ({
   id: e.id,
   type: e.type,
   from: e.from,
@@ -146,5 +146,6 @@ export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files' | 'encryptio
   createdAt: e.createdAt.toISOString(),
   submittedAt: iso(e.submittedAt),
   deadline: e.deadline,
+  overdue,
   href: `${API}/envelopes/${e.id}`,
 });

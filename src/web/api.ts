@@ -114,6 +114,8 @@ export interface EnvelopeSummary {
   createdAt: string;
   submittedAt: string | null;
   deadline?: string | null;
+  /** Computed by the server: the deadline passed without a final decision. */
+  overdue?: boolean;
   href: string;
 }
 

@@ -50,7 +50,10 @@ export async function renderEnvelope(main: HTMLElement, id: string): Promise<voi
   const typeTitle = description ? label(description.title, envelope.type) : envelope.type;
   const title = heading(t('envelopeTitle', { type: typeTitle }));
   const today = todayInBrussels();
-  const overdue = typeof envelope.deadline === 'string' && envelope.deadline < today && envelope.status === 'submitted';
+  // A final tutelle decision (approval, refusal, annulment, suspension) closes the clock: never overdue then.
+  const decisions = (envelope.computed as { decisions?: Array<{ kind?: string }> } | undefined)?.decisions;
+  const decided = Array.isArray(decisions) && decisions.some((d) => ['suspension', 'annulment', 'approval', 'refusal'].includes(d.kind ?? ''));
+  const overdue = typeof envelope.deadline === 'string' && envelope.deadline < today && envelope.status === 'submitted' && !decided;
   const status = h('div', { role: 'status', 'aria-live': 'polite', class: 'status-line' });
 
   const facts = h(

@@ -1,7 +1,7 @@
 /**
  * Inbox and outbox of a mailbox, newest first, with filters: type and status
  * (asked of the server), deadline (on the page, from each list item's
- * `deadline`: overdue when past and the envelope is submitted).
+ * `deadline`; overdue as the server says: past and no final decision).
  */
 import { api, type EnvelopeSummary, type Page } from './api.ts';
 import { clear, h, uid } from './dom.ts';
@@ -77,7 +77,7 @@ export async function renderMailbox(main: HTMLElement, address: string, directio
   const today = todayInBrussels();
   // Same rule as the envelope screen: a submitted envelope whose deadline (a Brussels date) has passed.
   const deadlineOf = (e: EnvelopeSummary): { date: string; overdue: boolean } | null =>
-    typeof e.deadline === 'string' ? { date: e.deadline, overdue: e.deadline < today && e.envelopeStatus === 'submitted' } : null;
+    typeof e.deadline === 'string' ? { date: e.deadline, overdue: e.overdue ?? (e.deadline < today && e.envelopeStatus === 'submitted') } : null;
   const keep = (e: EnvelopeSummary): boolean => {
     if (deadlineFilter === '') return true;
     const d = deadlineOf(e);

@@ -176,10 +176,14 @@ forEachBackend(t, 'typed envelopes', async (t, parts) => {
     const listing = JSON.parse((await api.call('GET', `${API}/mailboxes/tutelle@bpl/deadlines`, { token: tutelle })).body);
     const mine = listing.items.find((i: any) => i.envelope.id === created.id);
     t.match(mine, { deadline: '2026-12-21', overdue: true });
+    const inboxItem = async () =>
+      JSON.parse((await api.call('GET', `${API}/mailboxes/tutelle@bpl/envelopes?direction=in`, { token: tutelle })).body).items.find((i: any) => i.id === created.id);
+    t.match(await inboxItem(), { deadline: '2026-12-21', overdue: true }, 'the inbox item says so too');
     const late = JSON.parse((await draft(tutelle, { type: 'tutelle.decision', from: 'tutelle@bpl', inReplyTo: created.id, metadata: { kind: 'approval', legalBasis: 'art. 13' } })).body);
     const decided = JSON.parse((await submitWith(tutelle, late, [{ role: 'decision', name: 'approval.pdf.gpg' }])).body);
     t.equal(decided.computed.late, true, 'a decision after the deadline is flagged');
     const after = JSON.parse((await api.call('GET', `${API}/mailboxes/tutelle@bpl/deadlines`, { token: tutelle })).body);
     t.notOk(after.items.some((i: any) => i.envelope.id === created.id), 'a decided act leaves the deadlines list');
+    t.match(await inboxItem(), { deadline: '2026-12-21', overdue: false }, 'a decided act is no longer overdue in the inbox');
   });
 });

@@ -134,7 +134,7 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         ...(query.limit === undefined ? {} : { limit: Number(query.limit) }),
       });
       const inbox = (query.direction ?? 'in') === 'in';
-      return pageView(page, (item) => envelopeSummaryView(item.envelope, inbox ? address : undefined), `${API}/mailboxes/${address}/envelopes`, query);
+      return pageView(page, (item) => envelopeSummaryView(item.envelope, inbox ? address : undefined, item.overdue), `${API}/mailboxes/${address}/envelopes`, query);
     },
   );
 
