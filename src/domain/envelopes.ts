@@ -270,6 +270,10 @@ function encryptionStep(deps: EnvelopesDeps): SubmitStep {
       try {
         ids = await deps.readRecipientKeyIds(await readHeader(deps.blobStore, file, deps.headerBytes));
       } catch (err) {
+        if (err instanceof AppError && err.code === 'blobNotFound') {
+          // A complete file without its bytes is the platform's fault, as on download (hygiene reports it too).
+          throw new AppError('fileMissing', `The stored bytes of ${label} are missing; the platform operators have been alerted`, { cause: err });
+        }
         if (err instanceof AppError) throw err;
         issues.push({
           name: `files/${file.id}`,

@@ -174,6 +174,15 @@ forEachBackend(t, 'end-to-end encryption enforced', async (t, parts) => {
     t.notOk(inbox.items.some((i: { id: string }) => i.id === d.id), 'the recipient sees nothing');
   });
 
+  t.test('a complete file whose bytes vanished from the store fails the submit as the platform fault it is', async (t) => {
+    const d = await draft();
+    const file = await putFile(d.id, 'lost.gpg', await encryptFor(draftKeys(d), 'bytes the store will lose'));
+    await backend.blobStore.delete(`envelopes/${d.id}/${file.id}`);
+    const p = problem(t, await submit(d.id), 500, 'urn:problem-type:bxchange:fileMissing');
+    t.match(p.detail, /"lost.gpg" are missing/);
+    t.equal(json(await api.call('GET', `${API}/envelopes/${d.id}`, { token: s.sender })).status, 'draft', 'still a draft');
+  });
+
   t.test('a file encrypted for only some keys is refused, naming each missing mailbox', async (t) => {
     const d = await draft();
     const onlyUccle = d.encryptionKeys.filter((k: { mailbox: string }) => k.mailbox === 'secretariat@uccle').map((k: { publicKey: string }) => k.publicKey);
