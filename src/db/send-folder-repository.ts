@@ -96,5 +96,31 @@ export function createSendFolderRepository(db: Db): SendFolderRepository {
     async remove(mailbox, name) {
       await db.delete(sftpSendFolders).where(at(mailbox, name));
     },
+
+    async claim(mailbox, name, descriptor) {
+      // One statement: of two sessions claiming the same folder, the second finds the descriptor set and updates nothing.
+      const rows = await db
+        .update(sftpSendFolders)
+        .set({ descriptor })
+        .where(and(at(mailbox, name), isNull(sftpSendFolders.envelopeId), isNull(sftpSendFolders.descriptor), eq(sftpSendFolders.state, 'editing')))
+        .returning({ name: sftpSendFolders.name });
+      return rows.length === 1;
+    },
+
+    async attach(mailbox, name, descriptor, draft) {
+      const rows = await db
+        .update(sftpSendFolders)
+        .set({ envelopeId: draft.envelopeId, fileHints: draft.files, lastError: null })
+        .where(and(at(mailbox, name), isNull(sftpSendFolders.envelopeId), eq(sftpSendFolders.descriptor, descriptor), eq(sftpSendFolders.state, 'editing')))
+        .returning({ name: sftpSendFolders.name });
+      return rows.length === 1;
+    },
+
+    async release(mailbox, name, descriptor) {
+      await db
+        .update(sftpSendFolders)
+        .set({ descriptor: null })
+        .where(and(at(mailbox, name), isNull(sftpSendFolders.envelopeId), eq(sftpSendFolders.descriptor, descriptor)));
+    },
   };
 }

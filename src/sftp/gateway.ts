@@ -402,16 +402,40 @@ export function createGateway(deps: GatewayDeps) {
 
   async function acceptDescriptor(caller: Caller, raw: string, p: Extract<TreePath, { kind: 'folder' }>, bytes: Buffer): Promise<void> {
     const { folder } = await folderAt(caller, p);
+    let draft: ReturnType<typeof parseDescriptor>;
     try {
       if (folder.envelopeId !== null) {
         throw new ConflictError('conflict', `This folder's draft exists (${folder.envelopeId}); its envelope.json cannot change: rmdir the folder to start over`);
       }
-      const { input, files } = parseDescriptor(bytes, p.mailbox);
-      const envelope = await envelopes.createDraft(caller, input);
-      Object.assign(folder, { envelopeId: envelope.id, descriptor: bytes.toString('utf8'), files, error: null });
-      await sendFolders.put(folder);
+      draft = parseDescriptor(bytes, p.mailbox);
     } catch (err) {
       await recordRefusal(folder, err, raw);
+      throw err;
+    }
+    // At most one draft per folder: claim the folder, then create the draft, then name it in the folder.
+    // A session that loses the claim creates nothing (and writes no ERROR.json into the winner's folder).
+    if (!(await sendFolders.claim(folder, bytes.toString('utf8')))) {
+      throw new ConflictError('conflict', `send/${p.name} has a draft already, or another session is making it from its envelope.json; list the folder (rmdir it to start over)`);
+    }
+    let envelope: EnvelopeRecord;
+    try {
+      envelope = await envelopes.createDraft(caller, draft.input);
+    } catch (err) {
+      try {
+        await recordRefusal(folder, err, raw);
+      } finally {
+        // After ERROR.json, so that a session claiming next clears it when it attaches its draft.
+        await sendFolders.release(folder);
+      }
+      throw err;
+    }
+    try {
+      await sendFolders.attach(folder, envelope.id, draft.files);
+    } catch (err) {
+      // The folder was removed (or its claim lost) meanwhile: the draft goes rather than being left without a folder.
+      // Should deleting it fail too, the hygiene sweep expires it; the attach error is the one reported.
+      await envelopes.deleteDraft(caller, envelope.id).catch(() => undefined);
+      await sendFolders.release(folder).catch(() => undefined);
       throw err;
     }
   }

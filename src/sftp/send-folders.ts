@@ -20,6 +20,18 @@
  * set), so a session never overwrites another's draft or submission; the
  * loser gets a ConflictError. A `put` that only changes the last error
  * (ERROR.json) is last-writer-wins, and is dropped if the folder is gone.
+ *
+ * At most one draft per folder: a session that closes an envelope.json first
+ * claims the folder (`claim`: a compare and set from "no draft, no
+ * descriptor" to "this descriptor, no draft yet"), only then creates the
+ * draft, and names it in the folder (`attach`, applied only while its claim
+ * stands). A second session's claim fails before it creates anything. A
+ * refused draft gives the claim up (`release`); a draft that cannot be
+ * attached (the folder was removed meanwhile) is deleted by the gateway. The
+ * claim is the descriptor itself, so two claims made with the same bytes are
+ * not told apart: the draft attached is then one made from those bytes. A
+ * claim left by a node that stopped between `claim` and `attach` shows as an
+ * envelope.json without draft.json; `rmdir` of the folder clears it.
  */
 import { ConflictError, type Problem } from '../errors.ts';
 import { failure } from './status.ts';
@@ -39,7 +51,7 @@ export interface SendFolder {
   envelopeId: string | null;
   /** `editing` shows as send/<name>/, the others as send/<name>.submit/. */
   state: 'editing' | 'submitted' | 'refused';
-  /** The descriptor as the operator put it (served back as envelope.json). */
+  /** The descriptor as the operator put it (served back as envelope.json); set without a draft while a session claims the folder to make it. */
   descriptor: string | null;
   files: Record<string, FileHint>;
   /** The SubmissionAcceptance receipt, once submitted. */
@@ -70,6 +82,12 @@ export interface SendFolderRepository {
   setError(mailbox: string, name: string, error: Problem | null): Promise<boolean>;
   /** Deletes the folder (idempotent). */
   remove(mailbox: string, name: string): Promise<void>;
+  /** Sets the descriptor of an editing folder that has neither a draft nor a descriptor (a claim); false otherwise (claimed, has a draft, or gone). */
+  claim(mailbox: string, name: string, descriptor: string): Promise<boolean>;
+  /** Names the draft (with its file hints, the last error cleared) in a folder still claimed with `descriptor` and without a draft; false otherwise. */
+  attach(mailbox: string, name: string, descriptor: string, draft: { envelopeId: string; files: Record<string, FileHint> }): Promise<boolean>;
+  /** Clears the descriptor of a folder still claimed with `descriptor` and without a draft (nothing otherwise). */
+  release(mailbox: string, name: string, descriptor: string): Promise<void>;
 }
 
 export interface SendFolders {
@@ -83,6 +101,17 @@ export interface SendFolders {
   remove(mailbox: string, name: string): Promise<void>;
   /** Every folder of a mailbox, by name. */
   list(mailbox: string): Promise<SendFolder[]>;
+  /**
+   * Claims a folder read through `get`/`list` for the draft this session is
+   * about to create from `descriptor`: false (nothing written) when the
+   * folder has a draft, another session's claim, or is gone. The object is
+   * left as read (an ERROR.json may still be put with it).
+   */
+  claim(folder: SendFolder, descriptor: string): Promise<boolean>;
+  /** Names the draft in the folder this session claimed (ConflictError when the claim is gone: the folder was removed meanwhile). */
+  attach(folder: SendFolder, envelopeId: string, files: Record<string, FileHint>): Promise<void>;
+  /** Gives the claim up (the draft was refused): the folder has no descriptor again. */
+  release(folder: SendFolder): Promise<void>;
 }
 
 export function createSendFolders(repository: SendFolderRepository): SendFolders {
@@ -93,6 +122,8 @@ export function createSendFolders(repository: SendFolderRepository): SendFolders
     versions.set(folder, { envelopeId: folder.envelopeId, state: folder.state });
     return folder;
   };
+  // The descriptor each folder object was claimed with.
+  const claims = new WeakMap<SendFolder, string>();
 
   return {
     async get(mailbox, name) {
@@ -122,6 +153,31 @@ export function createSendFolders(repository: SendFolderRepository): SendFolders
 
     async list(mailbox) {
       return (await repository.list(mailbox)).map(track);
+    },
+
+    async claim(folder, descriptor) {
+      const read = versions.get(folder);
+      if (read === undefined || read.envelopeId !== null || read.state !== 'editing') return false;
+      if (!(await repository.claim(folder.mailbox, folder.name, descriptor))) return false;
+      claims.set(folder, descriptor);
+      return true;
+    },
+
+    async attach(folder, envelopeId, files) {
+      const descriptor = claims.get(folder);
+      if (descriptor === undefined || !(await repository.attach(folder.mailbox, folder.name, descriptor, { envelopeId, files }))) {
+        throw new ConflictError('conflict', `send/${folder.name} was changed or removed by another session meanwhile; list the folder and start again`);
+      }
+      claims.delete(folder);
+      Object.assign(folder, { envelopeId, descriptor, files, error: null });
+      track(folder);
+    },
+
+    async release(folder) {
+      const descriptor = claims.get(folder);
+      if (descriptor === undefined) return;
+      claims.delete(folder);
+      await repository.release(folder.mailbox, folder.name, descriptor);
     },
   };
 }

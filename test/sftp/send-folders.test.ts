@@ -2,8 +2,11 @@
  * Send folders live in the database (sftp_send_folders): a draft deleted
  * through another door takes its folder with it, and two sessions (or
  * nodes) making the same folder at once get one folder and one draft, the
- * loser a plain SFTP failure. Races are provoked: a barrier holds every
- * session after it found the name free, so both reach the insert.
+ * loser a plain SFTP failure; two sessions putting envelope.json into the
+ * same folder at once make one draft (the folder is claimed before the draft
+ * is created). Races are provoked: a barrier holds every session after it
+ * found the name free (or the folder without a draft), so both reach the
+ * insert (or the claim).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,7 +19,7 @@ import { ConflictError } from '../../src/errors.ts';
 import { forEachBackend, startApp, tempDir, type TestApp } from '../helpers/backends.ts';
 import { publishKeys } from '../helpers/e2e.ts';
 import { json } from '../helpers/problem.ts';
-import { ok, spawnBatch, sshKey, startDoor, type SftpUser } from './helpers.ts';
+import { batch, ok, spawnBatch, sshKey, startDoor, type SftpUser } from './helpers.ts';
 
 const API = '/api/v1';
 const MAILBOX = 'secretariat@ixelles';
@@ -57,6 +60,27 @@ function barrierOn(repository: SendFolderRepository, name: string, parties = 2):
         });
       }
       return found;
+    },
+  };
+}
+
+/** The repository, with `claim` of `name` held until `parties` callers have all reached it (or 10 s passed); `arrived` counts them. */
+function claimBarrierOn(repository: SendFolderRepository, name: string, parties = 2): SendFolderRepository & { arrived(): number } {
+  const waiting: Array<() => void> = [];
+  let arrived = 0;
+  return {
+    ...repository,
+    arrived: () => arrived,
+    async claim(mailbox, folder, descriptor) {
+      if (folder === name && arrived < parties) {
+        arrived++;
+        await new Promise<void>((resolve) => {
+          waiting.push(resolve);
+          if (waiting.length === parties) for (const release of waiting) release();
+          setTimeout(resolve, 10_000).unref();
+        });
+      }
+      return repository.claim(mailbox, folder, descriptor);
     },
   };
 }
@@ -106,6 +130,76 @@ await forEachBackend(t, 'SFTP send folders are rows of the database', async (t, 
     const drafts = (outbox.items as Array<{ id: string; status: string }>).filter((e) => e.status === 'draft');
     t.equal(drafts.length, 1, 'one draft');
     t.equal((await api.services.sendFolderRepository.find(MAILBOX, 'race'))?.envelopeId, drafts[0]?.id, 'the folder names it');
+  });
+
+  const draftIds = async () => {
+    const outbox = json(await api.call('GET', `${API}/mailboxes/${MAILBOX}/envelopes?direction=out&status=draft&limit=100`, { token: sender.token }));
+    t.equal(outbox.next, undefined, 'the outbox fits one page');
+    return (outbox.items as Array<{ id: string; status: string }>).filter((e) => e.status === 'draft').map((e) => e.id);
+  };
+  const doorWith = async (t: Parameters<Parameters<typeof forEachBackend>[2]>[0], sendFolderRepository: SendFolderRepository) => {
+    const config = loadConfig({ SFTP_PORT: '0', BXCHANGE_CERTS_DIR: path.join(dir, 'certs') }).sftp!;
+    const quiet = { info() {}, warn() {}, error(obj: object, msg: string) { console.error(msg, obj); } };
+    const server = await startSftpServer({ ...config, host: '127.0.0.1' }, { ...sftpDeps(api.services, quiet), sendFolderRepository });
+    t.teardown(() => server.close());
+    return server;
+  };
+
+  await t.test('two sessions putting envelope.json into the same folder at once: one draft, named by the folder; a failure for the other', async (t) => {
+    await ok(t, door.port, sender, [`mkdir ${S}/twice`], dir);
+    const before = await draftIds();
+    const held = claimBarrierOn(api.services.sendFolderRepository, 'twice');
+    const raced = await doorWith(t, held);
+    const commands = [`put envelope.json ${S}/twice/envelope.json`];
+    const results = await Promise.all([spawnBatch(raced.port, sender, commands, dir).done, spawnBatch(raced.port, sender, commands, dir).done]);
+    t.equal(held.arrived(), 2, 'both sessions read the folder without a draft and went to claim it at the same time');
+    t.same(results.map((r) => r.code).sort(), [0, 1], 'one put succeeds, the other fails', { results });
+    const loser = results.find((r) => r.code !== 0)!;
+    t.match(loser.stderr, /close remote: Failure/, 'the loser sees an SFTP failure closing its envelope.json');
+    const created = (await draftIds()).filter((id) => !before.includes(id));
+    t.equal(created.length, 1, 'exactly one draft was created');
+    const folder = await api.services.sendFolderRepository.find(MAILBOX, 'twice');
+    t.equal(folder?.envelopeId, created[0], 'the folder names it');
+    t.equal(folder?.error, null, 'and carries no ERROR.json from the loser');
+    const found = await api.services.envelopeRepository.find(created[0]!);
+    t.equal(found?.from, MAILBOX, 'the draft is the sender mailbox\'s');
+    await ok(t, door.port, sender, [`get ${S}/twice/draft.json twice-draft.json`, `rmdir ${S}/twice`], dir);
+    t.equal(JSON.parse(await readFile(path.join(dir, 'twice-draft.json'), 'utf8')).id, created[0], 'draft.json shows it');
+  });
+
+  await t.test('a draft the folder cannot name any more (removed meanwhile) is deleted, not left without a folder', async (t) => {
+    await ok(t, door.port, sender, [`mkdir ${S}/vanish`], dir);
+    const before = await draftIds();
+    const repository = api.services.sendFolderRepository;
+    // Another session's rmdir lands between this session's claim and its draft's attach.
+    const raced = await doorWith(t, {
+      ...repository,
+      async claim(mailbox, name, descriptor) {
+        const claimed = await repository.claim(mailbox, name, descriptor);
+        if (name === 'vanish') await repository.remove(mailbox, name);
+        return claimed;
+      },
+    });
+    const result = await batch(raced.port, sender, [`put envelope.json ${S}/vanish/envelope.json`], dir);
+    t.equal(result.code, 1, 'the put fails', { result });
+    t.match(result.stderr, /Failure/);
+    t.same((await draftIds()).filter((id) => !before.includes(id)), [], 'no draft is left');
+    t.equal(await repository.find(MAILBOX, 'vanish'), null, 'no folder either');
+  });
+
+  await t.test('a refused draft gives the claim up: ERROR.json as before, and a corrected envelope.json then makes the draft', async (t) => {
+    await writeFile(path.join(dir, 'refused.json'), JSON.stringify({ type: 'general.letter', to: ['nobody@nowhere'], metadata: { subject: 'x' } }));
+    const refused = await batch(door.port, sender, [`mkdir ${S}/retry`, `put refused.json ${S}/retry/envelope.json`], dir);
+    t.equal(refused.code, 1, 'the put fails', { refused });
+    const after = (await api.services.sendFolderRepository.find(MAILBOX, 'retry'))!;
+    t.equal(after.envelopeId, null, 'no draft');
+    t.equal(after.descriptor, null, 'no claim left');
+    t.equal(after.error?.status, 400, 'ERROR.json has the problem');
+    await ok(t, door.port, sender, [`put envelope.json ${S}/retry/envelope.json`, `get ${S}/retry/draft.json retry-draft.json`], dir);
+    const folder = (await api.services.sendFolderRepository.find(MAILBOX, 'retry'))!;
+    t.equal(folder.envelopeId, JSON.parse(await readFile(path.join(dir, 'retry-draft.json'), 'utf8')).id, 'the folder names the new draft');
+    t.equal(folder.error, null, 'ERROR.json is cleared');
+    await ok(t, door.port, sender, [`rmdir ${S}/retry`], dir);
   });
 
   await t.test('the store: an insert the name already has fails; a stale change of draft or state is refused', async (t) => {
