@@ -1,37 +1,14 @@
 /** PostgreSQL implementation of the domain's DirectoryRepository (drizzle; same code on postgres.js and PGlite). */
 import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import type { Capability, Entity, EntityKind, Mailbox, Membership, Principal, PrincipalKind, Role, TokenInfo } from '../domain/model.ts';
-import { DuplicateKeyError, type AuditInput, type ClientCertificateInfo, type DirectoryRepository } from '../domain/ports.ts';
-import { appendAudit } from './audit.ts';
+import type { AuditInput, ClientCertificateInfo, DirectoryRepository } from '../domain/ports.ts';
+import { auditedTransaction, type Tx } from './audited.ts';
 import type { Db } from './client.ts';
 import { credentials, entities, mailboxes, memberships, principals, webSessions } from './schema.ts';
 
 type EntityRow = typeof entities.$inferSelect;
 type PrincipalRow = typeof principals.$inferSelect;
 type CredentialRow = typeof credentials.$inferSelect;
-
-/** Unique violations arrive as SQLSTATE 23505, possibly wrapped by drizzle (DrizzleQueryError.cause). */
-export function uniqueViolation(err: unknown): string | null {
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
-    const candidate = e as { code?: unknown; constraint_name?: unknown; constraint?: unknown; cause?: unknown };
-    if (candidate.code === '23505') {
-      const name = candidate.constraint_name ?? candidate.constraint;
-      return typeof name === 'string' ? name : 'unknown';
-    }
-    e = candidate.cause;
-  }
-  return null;
-}
-
-async function mapUnique<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    const constraint = uniqueViolation(err);
-    if (constraint !== null) throw new DuplicateKeyError(constraint);
-    throw err;
-  }
-}
 
 function toEntity(row: EntityRow): Entity {
   return {
@@ -117,15 +94,7 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
     return principal ?? null;
   }
 
-  async function audited<T>(audit: AuditInput, work: (tx: Parameters<Parameters<Db['transaction']>[0]>[0]) => Promise<T>): Promise<T> {
-    return mapUnique(() =>
-      db.transaction(async (tx) => {
-        const result = await work(tx);
-        await appendAudit(tx, audit);
-        return result;
-      }),
-    );
-  }
+  const audited = <T>(audit: AuditInput, work: (tx: Tx) => Promise<T>): Promise<T> => auditedTransaction(db, audit, work);
 
   return {
     async createEntity(entity, audit) {

@@ -1,14 +1,13 @@
 /** PostgreSQL implementation of the domain's KeyRepository (drizzle; same code on postgres.js and PGlite). */
 import { and, desc, eq, isNotNull, sql } from 'drizzle-orm';
 import type { KeyRepository, KeyState, MailboxKey } from '../domain/keys.ts';
-import { DuplicateKeyError, type AuditInput } from '../domain/ports.ts';
+import type { AuditInput } from '../domain/ports.ts';
 import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
-import { uniqueViolation } from './directory-repository.ts';
+import { auditedTransaction, type Tx } from './audited.ts';
 import { mailboxKeys, mailboxes } from './schema.ts';
 
 type Row = typeof mailboxKeys.$inferSelect;
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 function toKey(row: Row): MailboxKey {
   return {
@@ -31,19 +30,7 @@ function toKey(row: Row): MailboxKey {
 const listOrder = [sql`CASE WHEN ${mailboxKeys.state} = 'active' THEN 0 ELSE 1 END`, desc(mailboxKeys.createdAt), desc(mailboxKeys.id)];
 
 export function createKeyRepository(db: Db): KeyRepository {
-  async function audited<T>(audit: AuditInput, work: (tx: Tx) => Promise<T>): Promise<T> {
-    try {
-      return await db.transaction(async (tx) => {
-        const result = await work(tx);
-        await appendAudit(tx, audit);
-        return result;
-      });
-    } catch (err) {
-      const constraint = uniqueViolation(err);
-      if (constraint !== null) throw new DuplicateKeyError(constraint);
-      throw err;
-    }
-  }
+  const audited = <T>(audit: AuditInput, work: (tx: Tx) => Promise<T>): Promise<T> => auditedTransaction(db, audit, work);
 
   return {
     async publish(key, at, audit) {

@@ -5,15 +5,13 @@
  * principal only). Drizzle; same code on postgres.js and PGlite.
  */
 import { and, asc, eq, isNull, lt, or } from 'drizzle-orm';
-import { DuplicateKeyError, type AuditInput } from '../domain/ports.ts';
+import type { AuditInput } from '../domain/ports.ts';
 import type { SshKeyInfo, SshKeyRepository } from '../domain/ssh-keys.ts';
-import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
-import { uniqueViolation } from './directory-repository.ts';
+import { auditedTransaction, type Tx } from './audited.ts';
 import { credentials } from './schema.ts';
 
 type Row = typeof credentials.$inferSelect;
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 const SSH = 'ssh';
 
@@ -33,19 +31,7 @@ function toSshKey(row: Row): SshKeyInfo {
 }
 
 export function createSshKeyRepository(db: Db): SshKeyRepository {
-  async function audited<T>(audit: AuditInput, work: (tx: Tx) => Promise<T>): Promise<T> {
-    try {
-      return await db.transaction(async (tx) => {
-        const result = await work(tx);
-        await appendAudit(tx, audit);
-        return result;
-      });
-    } catch (err) {
-      const constraint = uniqueViolation(err);
-      if (constraint !== null) throw new DuplicateKeyError(constraint);
-      throw err;
-    }
-  }
+  const audited = <T>(audit: AuditInput, work: (tx: Tx) => Promise<T>): Promise<T> => auditedTransaction(db, audit, work);
 
   return {
     async create(key, audit) {
