@@ -817,3 +817,24 @@ export const EMBEDDED_DEFAULT_ENV: Readonly<Record<string, string>> = {
   TLS_KEY: '',
   TLS_CLIENT_CA: '',
 };
+
+/**
+ * The directory the upload benchmarks send in: communes ixelles and uccle with
+ * a `secretariat` mailbox each and its published OpenPGP key (a draft needs
+ * the keys of its recipients and of its sender, DESIGN §4c), and a machine
+ * principal with `read` + `send` on secretariat@ixelles. Returns its token.
+ */
+export async function seedSenderDirectory(base: string, adminToken: string): Promise<string> {
+  const admin = (method: string, url: string, body?: unknown) => api(base, adminToken, method, url, body);
+  for (const id of ['ixelles', 'uccle']) {
+    await admin('POST', '/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
+    await admin('POST', `/entities/${id}/mailboxes`, { name: 'secretariat' });
+  }
+  await publishBenchKeysHttp(base, adminToken, ['secretariat@ixelles', 'secretariat@uccle']);
+  const principal = await admin('POST', '/principals', {
+    name: 'ixelles-bench',
+    kind: 'machine',
+    memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }],
+  });
+  return (await admin('POST', `/principals/${principal.id}/tokens`, {})).token as string;
+}

@@ -26,7 +26,6 @@ import { promisify } from 'node:util';
 import {
   BENCH_DIR,
   GiB,
-  MiB,
   api,
   candidateResult,
   envInt,
@@ -117,7 +116,7 @@ export async function run(): Promise<BenchResult> {
   let sshd: ReturnType<typeof spawn> | undefined;
   try {
     console.log(`sftp: ${formatBytes(bytes)} × ${runs} runs per side, work dir ${work}`);
-    const source = await randomFile(path.join(work, 'source.bin'), bytes);
+    await randomFile(path.join(work, 'source.bin'), bytes);
     const keyFile = path.join(work, 'client_ed25519');
     await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
     const publicKey = (await readFile(`${keyFile}.pub`, 'utf8')).trim();

@@ -17,9 +17,9 @@
  * wait for an idle machine before a run), BENCH_DEBUG=1 (trace the children).
  * Only 1 GiB with ≥ 3 runs and no fsync variant is a reference run.
  */
-import { createHash, randomBytes, randomFillSync } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
-import { mkdtemp, open, readdir, rm, stat, statfs } from 'node:fs/promises';
+import { mkdtemp, rm, stat, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -53,8 +53,8 @@ import {
   emptyDir,
   randomFile,
   startServer,
-  publishBenchKeysHttp,
   EMBEDDED_DEFAULT_ENV,
+  seedSenderDirectory,
 } from './lib.ts';
 
 export const title = 'tus upload throughput (1 GiB, unlimited chunk, loopback)';
@@ -196,18 +196,7 @@ export async function run(): Promise<BenchResult> {
 
     // --- bxchange directory: two communes, a mailbox each with its published OpenPGP key (a draft
     //     needs the keys of its recipients and of its sender), a sending machine principal with a token
-    const admin = (method: string, url: string, body?: unknown) => api(bx.base, adminToken, method, url, body);
-    for (const id of ['ixelles', 'uccle']) {
-      await admin('POST', '/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
-      await admin('POST', `/entities/${id}/mailboxes`, { name: 'secretariat' });
-    }
-    await publishBenchKeysHttp(bx.base, adminToken, ['secretariat@ixelles', 'secretariat@uccle']);
-    const principal = await admin('POST', '/principals', {
-      name: 'ixelles-bench',
-      kind: 'machine',
-      memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }],
-    });
-    const token = (await admin('POST', `/principals/${principal.id}/tokens`, {})).token as string;
+    const token = await seedSenderDirectory(bx.base, adminToken);
     const sender = (method: string, url: string, body?: unknown, expect?: number[]) => api(bx.base, token, method, url, body, expect);
 
     const candidates: Candidate[] = [

@@ -36,9 +36,9 @@ import {
   type JsonChild,
   type SourceFile,
   api,
-  publishBenchKeysHttp,
   startServer,
   EMBEDDED_DEFAULT_ENV,
+  seedSenderDirectory,
 } from '../lib.ts';
 
 const CLIENT = path.join(BENCH_DIR, 'memory', 'client.ts');
@@ -85,19 +85,7 @@ export async function startTargets(work: string, maxUploadBytes: number): Promis
     const tus = await startServer('bare-tus', [tusDir], { BENCH_FSYNC_BASELINES: '0' });
     servers.push(tus.server);
 
-    const admin = (method: string, url: string, body?: unknown) => api(bx.base, adminToken, method, url, body);
-    for (const id of ['ixelles', 'uccle']) {
-      await admin('POST', '/entities', { id, kind: 'commune', name: { fr: id, nl: id } });
-      await admin('POST', `/entities/${id}/mailboxes`, { name: 'secretariat' });
-    }
-    // A draft needs a published key for each recipient mailbox and for the sender's (DESIGN §4c).
-    await publishBenchKeysHttp(bx.base, adminToken, ['secretariat@ixelles', 'secretariat@uccle']);
-    const principal = await admin('POST', '/principals', {
-      name: 'ixelles-bench',
-      kind: 'machine',
-      memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }],
-    });
-    const token = (await admin('POST', `/principals/${principal.id}/tokens`, {})).token as string;
+    const token = await seedSenderDirectory(bx.base, adminToken);
     const sender = (method: string, url: string, body?: unknown, expect?: number[]) => api(bx.base, token, method, url, body, expect);
 
     const bxTarget: Target = {

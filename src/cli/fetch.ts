@@ -35,7 +35,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants, createReadStream, readdirSync, rmSync } from 'node:fs';
-import { link, lstat, mkdir, open, readFile, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

@@ -14,7 +14,6 @@ import { normalizeEnterpriseNumber } from './enterprise-number.ts';
 import { SLUG, parseMailboxAddress, uuidv7 } from './ids.ts';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.ts';
 import {
-  callerId,
   callerIsAdmin,
   type Caller,
   type Capability,

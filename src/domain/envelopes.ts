@@ -18,7 +18,7 @@ import { brusselsDate, daysBetween } from './calendar.ts';
 import { senderMay } from './envelope-types/common.ts';
 import { evidenceConcerns, sealEvidence, type EvidenceContext } from './evidence.ts';
 import { MAILBOX_ADDRESS, UUID_PATTERN, uuidv7 } from './ids.ts';
-import { callerId, rolesOn, type Caller, type Page, type Role } from './model.ts';
+import { rolesOn, type Caller, type Page, type Role } from './model.ts';
 import {
   auditOf,
   type Clock,

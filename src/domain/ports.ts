@@ -2,7 +2,7 @@
  * Interfaces the domain needs from its adapters. `db/` implements them; the
  * domain never imports drizzle, postgres.js or the S3 SDK.
  */
-import type { EvidenceType, SealedEvidence } from './evidence.ts';
+import type { SealedEvidence } from './evidence.ts';
 import { callerId, type Caller, type Capability, type Entity, type EntityKind, type Mailbox, type Membership, type Page, type Principal, type PrincipalKind, type TokenInfo } from './model.ts';
 
 /** An audit entry appended in the same transaction as the change it records. */

@@ -9,7 +9,7 @@ import { label, roleLabel, statusLabel, t, type MessageKey } from './i18n.ts';
 import { spoolAvailable } from './spool.ts';
 import { envelopeType } from './state.ts';
 import { errorBox, heading, messageOf, navigate } from './ui.ts';
-import { forgetDraft, queueFor, rememberDraft, type Job, type JobState } from './uploads.ts';
+import { forgetDraft, queueFor, rememberDraft, type JobState } from './uploads.ts';
 
 /**
  * File roles the envelope types use (tutelle categories, procurement, We Pulse,

@@ -15,7 +15,7 @@
  * compared with that ciphertext and decrypted with the downloading
  * recipient's key.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import t from 'tap';
 import { verifyReceipt } from '../../src/crypto/cms.ts';

@@ -3,8 +3,7 @@
  * mailboxes, principals, memberships and tokens, with their authorisation
  * rules and the problem answered for each bad input.
  */
-import t, { type Test } from 'tap';
-import type { LightMyRequestResponse } from 'fastify';
+import t from 'tap';
 import { json, problem } from '../helpers/problem.ts';
 import { forEachBackend, startApp, type TestApp } from '../helpers/backends.ts';
 

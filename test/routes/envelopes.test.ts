@@ -20,7 +20,6 @@ import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { rowsOf } from '../../src/db/client.ts';
 import { envelopeRecipients, envelopes as envelopesTable } from '../../src/db/schema.ts';
-import { uuidv7 } from '../../src/domain/ids.ts';
 import { json, problem } from '../helpers/problem.ts';
 import { forEachBackend, startApp, type TestApp } from '../helpers/backends.ts';
 import { decryptWith, draftKeys, encryptFor, publishKeys } from '../helpers/e2e.ts';

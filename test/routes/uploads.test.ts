@@ -42,10 +42,6 @@ function runClient(args: string[], until?: (event: any) => boolean): ClientRun {
   return { events, done, kill: () => child.kill('SIGKILL') };
 }
 
-async function json(res: Response | { body: string }): Promise<any> {
-  return 'json' in res ? res.json() : JSON.parse(res.body);
-}
-
 async function setup(current: () => TestApp) {
   const post = async (url: string, body: unknown, token?: string) => {
     const res = await current().call('POST', url, { body, ...(token ? { token } : {}) });
