@@ -15,6 +15,7 @@ import * as memory from './memory.ts';
 import * as api from './api.ts';
 import * as receipts from './receipts.ts';
 import * as upload from './upload.ts';
+import * as uploadS3 from './upload-s3.ts';
 import * as sftp from './sftp.ts';
 
 interface Benchmark {
@@ -26,6 +27,7 @@ interface Benchmark {
 
 const benchmarks: Record<string, Benchmark> = {
   upload,
+  'upload-s3': uploadS3,
   receipts,
   memory,
   concurrency,

@@ -801,6 +801,13 @@ export async function encryptForKeys(publicKeys: string[], data: Uint8Array | st
   return Buffer.from(encrypted as Uint8Array);
 }
 
+/** Environment for a benchmarked server that must speak plain HTTP, whatever the caller's environment says. */
+export const PLAIN_HTTP_ENV: Readonly<Record<string, string>> = {
+  TLS_CERT: '',
+  TLS_KEY: '',
+  TLS_CLIENT_CA: '',
+};
+
 /**
  * Environment for a benchmarked server that must run on the embedded default
  * (PGlite + local folder, plain HTTP), whatever the caller's environment says.
@@ -813,10 +820,43 @@ export const EMBEDDED_DEFAULT_ENV: Readonly<Record<string, string>> = {
   S3_ACCESS_KEY_ID: '',
   S3_SECRET_ACCESS_KEY: '',
   S3_FORCE_PATH_STYLE: '',
-  TLS_CERT: '',
-  TLS_KEY: '',
-  TLS_CLIENT_CA: '',
+  ...PLAIN_HTTP_ENV,
 };
+
+/**
+ * A fresh, empty PostgreSQL database `name` on the server of `baseUrl` (dropped first if it exists), for a
+ * benchmark that must not write into the shared database `baseUrl` names (other people's tests use it);
+ * `drop()` removes it. Only CREATE/DROP DATABASE are issued from `baseUrl`'s own database.
+ */
+export async function freshDatabase(baseUrl: string, name: string): Promise<{ url: string; server: string; drop(): Promise<void> }> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`freshDatabase: "${name}" is not a plain lowercase identifier`);
+  const url = new URL(baseUrl);
+  if (decodeURIComponent(url.pathname.slice(1)) === name) throw new Error(`DATABASE_URL names ${name} itself; point it at another database of the server: the benchmark creates ${name} there`);
+  url.pathname = `/${name}`;
+  const { default: postgres } = await import('postgres');
+  const admin = () => postgres(baseUrl, { max: 1, onnotice: () => {} });
+  const sql = admin();
+  let server: string;
+  try {
+    await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await sql.unsafe(`CREATE DATABASE ${name}`);
+    server = `PostgreSQL ${(await sql<{ v: string }[]>`SELECT current_setting('server_version') AS v`)[0]!.v}`;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+  return {
+    url: url.toString(),
+    server,
+    async drop() {
+      const sql = admin();
+      try {
+        await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await sql.end({ timeout: 5 });
+      }
+    },
+  };
+}
 
 /**
  * The directory the upload benchmarks send in: communes ixelles and uccle with

@@ -47,12 +47,14 @@ export interface Removed {
   bytes: number;
   /** Unfinished multipart uploads aborted. */
   uploads: number;
+  /** The keys removed (objects and uploads), for a message. */
+  keys: string[];
 }
 
 /** Deletes every object whose key starts with `prefix` and aborts every unfinished multipart upload there. */
 export async function removeUnder(client: S3Client, bucket: string, prefix: string): Promise<Removed> {
   if (prefix === '') throw new Error('removeUnder: an empty prefix would empty the whole bucket');
-  const removed: Removed = { objects: 0, bytes: 0, uploads: 0 };
+  const removed: Removed = { objects: 0, bytes: 0, uploads: 0, keys: [] };
   let ContinuationToken: string | undefined;
   do {
     const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken }));
@@ -61,6 +63,7 @@ export async function removeUnder(client: S3Client, bucket: string, prefix: stri
       await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects.map((o) => ({ Key: o.Key! })), Quiet: true } }));
       removed.objects += objects.length;
       removed.bytes += objects.reduce((sum, o) => sum + (o.Size ?? 0), 0);
+      removed.keys.push(...objects.map((o) => o.Key!));
     }
     ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (ContinuationToken !== undefined);
@@ -72,6 +75,7 @@ export async function removeUnder(client: S3Client, bucket: string, prefix: stri
       if (upload.Key === undefined || upload.UploadId === undefined) continue;
       await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }));
       removed.uploads++;
+      removed.keys.push(`${upload.Key} (unfinished upload)`);
     }
     if (!page.IsTruncated) break;
     KeyMarker = page.NextKeyMarker;

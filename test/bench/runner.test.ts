@@ -214,6 +214,15 @@ t.test('`npm run bench -- no-such-name` exits with 2 and says why, before runnin
   t.ok(Date.now() - started < 30_000, 'fast');
 });
 
+t.test('`npm run bench -- upload-s3` without S3_* reports the benchmark skipped, with the reason, and saves nothing', async (t) => {
+  const noS3 = { S3_ENDPOINT: '', S3_REGION: '', S3_BUCKET: '', S3_ACCESS_KEY_ID: '', S3_SECRET_ACCESS_KEY: '', S3_FORCE_PATH_STYLE: '' };
+  const res = spawnSync('npm', ['run', 'bench', '--', 'upload-s3'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, DATABASE_URL: '', ...noS3 } });
+  t.equal(res.status, 0, `exit status (stderr: ${res.stderr})`);
+  t.match(res.stdout, /== upload-s3: /);
+  t.match(res.stdout, /bench: upload-s3 skipped: no S3_\* variable is set/);
+  t.notMatch(res.stdout, /saved to/, 'no result saved, BENCHMARKS.md untouched');
+});
+
 /** The runner names a results file by the local date of the start. */
 function localDate(iso: string): string {
   const d = new Date(iso);
