@@ -43,7 +43,6 @@ import {
   freshDatabase,
   machineInfo,
   onCleanup,
-  packageVersion,
   randomFile,
   ratioResult,
   startServer,
@@ -55,6 +54,7 @@ import {
 import {
   WARMUP_BYTES,
   bxchangeCandidate,
+  installedVersions,
   loadNow,
   runRecords,
   runRounds,
@@ -246,9 +246,7 @@ export async function run(): Promise<BenchResult> {
         maxOtherCpu: params.maxOther,
         quietTimeoutS: params.quietTimeoutS,
         warmup: formatBytes(warmup.size),
-        versions: ['fastify', '@tus/server', '@tus/s3-store', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'tus-js-client', 'hash-wasm', database === undefined ? '@electric-sql/pglite' : 'postgres']
-          .map((p) => `${p} ${packageVersion(p)}`)
-          .join(', '),
+        versions: installedVersions(['fastify', '@tus/server', '@tus/s3-store', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'tus-js-client', 'hash-wasm', database === undefined ? '@electric-sql/pglite' : 'postgres']),
       },
       candidates: results,
       ratios: [

@@ -28,7 +28,6 @@ import {
   formatBytes,
   machineInfo,
   onCleanup,
-  packageVersion,
   ratioResult,
   syncDisks,
   type BenchResult,
@@ -42,6 +41,7 @@ import {
 import {
   WARMUP_BYTES,
   bxchangeCandidate,
+  installedVersions,
   loadNow,
   runRecords,
   runRounds,
@@ -158,7 +158,7 @@ export async function run(): Promise<BenchResult> {
         maxOtherCpu: params.maxOther,
         quietTimeoutS: params.quietTimeoutS,
         warmup: formatBytes(warmup.size),
-        versions: ['fastify', '@tus/server', '@tus/file-store', 'tus-js-client', 'hash-wasm', '@electric-sql/pglite'].map((p) => `${p} ${packageVersion(p)}`).join(', '),
+        versions: installedVersions(['fastify', '@tus/server', '@tus/file-store', 'tus-js-client', 'hash-wasm', '@electric-sql/pglite']),
       },
       candidates: results,
       ratios: [

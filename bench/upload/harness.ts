@@ -333,5 +333,14 @@ export function runRecords(candidates: Candidate[], outcome: RoundsOutcome): { r
   };
 }
 
+/** "name version, …" of the packages among `names` that are installed (a dependency dropped since is left out). */
+export function installedVersions(names: string[]): string {
+  return names
+    .map((name) => ({ name, version: packageVersion(name) }))
+    .filter((p) => p.version !== '?')
+    .map((p) => `${p.name} ${p.version}`)
+    .join(', ');
+}
+
 /** The 1-minute load average now (for `machine.loadavgEnd`). */
 export const loadNow = () => round(os.loadavg()[0]!);
