@@ -37,8 +37,7 @@ import { createDirectory, generateToken, hashSecret, type Directory } from './do
 import { systemClock, type Clock } from './domain/ports.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { createFsBlobStore } from './storage/fs-blob-store.ts';
-import { createHashStates } from './db/hash-states.ts';
-import type { HashStates, HashingStore } from './storage/hashing-store.ts';
+import type { HashingStore } from './storage/hashing-store.ts';
 import { createUploadStore } from './storage/upload-store.ts';
 import { createS3BlobStore } from './storage/s3-blob-store.ts';
 
@@ -56,7 +55,6 @@ export interface Services {
   sshKeys: SshKeys;
   /** The tus DataStore (S3 or local folder), hashing as bytes arrive. */
   uploadStore: HashingStore;
-  hashStates: HashStates;
   hygiene: Hygiene;
   /** The datawarehouse export feed (export capability). */
   exports: Exports;
@@ -145,11 +143,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     readRecipientKeyIds: messageRecipientKeyIds,
     headerBytes: OPENPGP_HEADER_BYTES,
   });
-  const hashStates = createHashStates(database.db);
   const uploadStore = createUploadStore({
     blobRoot: blobRootFor(config),
     s3: config.s3,
-    states: hashStates,
     expirationMs: config.uploadExpiryMs,
     maxUploadBytes: config.maxUploadBytes,
   });
@@ -189,7 +185,6 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     keys,
     sshKeys,
     uploadStore,
-    hashStates,
     hygiene,
     exports,
     purge,

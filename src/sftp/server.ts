@@ -388,7 +388,6 @@ export function sftpDeps(services: import('../services.ts').Services, log: SftpL
   return {
     envelopes: services.envelopes,
     uploadStore: services.uploadStore,
-    hashStates: services.hashStates,
     blobStore: services.blobStore,
     sshKeys: services.sshKeys,
     sendFolderRepository: services.sendFolderRepository,

@@ -11,12 +11,13 @@
  * - the bytes reach their final place as they arrive (no second copy of a
  *   10 GiB file when the client closes, no local disk the size of the file);
  * - a put cut by a dropped connection leaves a partial upload in the shared
- *   store, with its hash state, which `reput` resumes on any node, exactly
+ *   store, which `reput` resumes on any node (the hash continues in memory,
+ *   or is rebuilt from the stored bytes at the end on another node), exactly
  *   as a tus client would (the same keys `envelopes/<envelope>/<file>`, the
  *   same expiry of abandoned uploads by the hygiene sweep);
  * - finishing is the tus door's: declare the length, let the store complete
  *   (S3 CompleteMultipartUpload / fsync of the local file), take the SHA-256
- *   from the saved state, then `envelopes.finishUpload`.
+ *   from the running hash, then `envelopes.finishUpload`.
  * The length is unknown until CLOSE (SFTP never announces it), so uploads
  * are created with a deferred length.
  *
@@ -41,7 +42,7 @@ import { AppError } from '../errors.ts';
 import type { Envelopes } from '../domain/envelopes.ts';
 import type { FileRecord } from '../domain/ports.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { digestFromState, type HashStates, type HashingStore } from '../storage/hashing-store.ts';
+import type { HashingStore } from '../storage/hashing-store.ts';
 import { failure } from './status.ts';
 
 const BLOCK = 1024 * 1024;
@@ -51,7 +52,6 @@ const MAX_REORDER = 16 * BLOCK;
 
 export interface UploadDeps {
   uploadStore: HashingStore;
-  hashStates: HashStates;
   blobStore: BlobStore;
   envelopes: Envelopes;
   maxUploadBytes: number;
@@ -180,14 +180,14 @@ export class UploadSink {
     }
     const size = await this.settle();
     if (size !== this.offset) throw failure(`The store holds ${size} of ${this.offset} bytes; reput the file to complete it`);
-    const { uploadStore, hashStates, blobStore, envelopes } = this.deps;
+    const { uploadStore, blobStore, envelopes } = this.deps;
     const key = this.file.storageKey;
     await uploadStore.declareUploadLength(key, size);
     // An empty write at the end lets the store finish: S3 completes the multipart upload, the local folder fsyncs.
     await uploadStore.write(Readable.from([]), key, size);
-    let sha256 = size === 0 ? createHash('sha256').digest('hex') : await digestFromState(await hashStates.load(key), size);
+    let sha256 = size === 0 ? createHash('sha256').digest('hex') : uploadStore.digest(key, size);
     if (sha256 === null) {
-      // The saved state could not follow (see hashing-store.ts): rebuild it from the stored bytes, as the tus door does.
+      // No running hash covers the file (see hashing-store.ts): rebuild it from the stored bytes, as the tus door does.
       const hash = createHash('sha256');
       for await (const chunk of await blobStore.get(key)) hash.update(chunk as Buffer);
       sha256 = hash.digest('hex');

@@ -10,13 +10,12 @@ import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import type { S3Config } from '../config.ts';
-import { HashingStore, localPrefixReader, type HashStates } from './hashing-store.ts';
+import { HashingStore, localPrefixReader } from './hashing-store.ts';
 
 export interface UploadStoreOptions {
   /** Local folder root (same as the fs BlobStore's), when S3 is not configured. */
   blobRoot: string;
   s3: S3Config | undefined;
-  states: HashStates;
   /** Abandoned uploads older than this are expired (tus expiration extension). */
   expirationMs: number;
   /**
@@ -59,12 +58,11 @@ export function createUploadStore(options: UploadStoreOptions): HashingStore {
     });
     if (options.maxUploadBytes !== undefined) (inner as { maxUploadSize: number }).maxUploadSize = options.maxUploadBytes;
     // An unfinished multipart upload cannot be read back: no catch-up on S3.
-    return new HashingStore(inner, { states: options.states, readPrefix: async () => null });
+    return new HashingStore(inner, { readPrefix: async () => null });
   }
   const inner = new FileStore({ directory: options.blobRoot, expirationPeriodInMilliseconds: options.expirationMs });
   const resolve = (id: string) => path.join(options.blobRoot, id);
   return new HashingStore(inner, {
-    states: options.states,
     readPrefix: localPrefixReader(resolve),
     async afterWrite(id, offset) {
       // FileStore does not fsync: make a finished upload durable before it is reported complete.

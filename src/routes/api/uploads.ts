@@ -31,7 +31,6 @@ import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { AppError, toProblem, type ErrorCode } from '../../errors.ts';
 import type { Caller } from '../../domain/model.ts';
 import { UUID_PATTERN } from '../../domain/ids.ts';
-import { digestFromState } from '../../storage/hashing-store.ts';
 import type { Services } from '../../services.ts';
 
 const URL_ID = new RegExp(`^(${UUID_PATTERN.slice(1, -1)})\\.(${UUID_PATTERN.slice(1, -1)})$`);
@@ -85,7 +84,7 @@ function problemBody(err: AppError, instance: string, traceId: string): string {
 }
 
 export default async function uploads(app: FastifyInstance, { services }: { services: Services }): Promise<void> {
-  const { envelopes, uploadStore, hashStates, blobStore, config } = services;
+  const { envelopes, uploadStore, blobStore, config } = services;
   const callers = new WeakMap<Request, { caller: Caller; log: FastifyRequest['log']; traceId: string }>();
   const created = new WeakMap<Request, { caller: Caller; fileId: string; envelopeId: string; storageKey: string }>();
   const stagingDir = path.join(config.dataDir, 'tmp', 'checksum');
@@ -99,9 +98,9 @@ export default async function uploads(app: FastifyInstance, { services }: { serv
   async function completeUpload(upload: Upload): Promise<void> {
     const { fileId } = idsFromKey(upload.id);
     const size = upload.size ?? upload.offset;
-    let sha256 = size === 0 ? createHash('sha256').digest('hex') : await digestFromState(await hashStates.load(upload.id), size);
+    let sha256 = size === 0 ? createHash('sha256').digest('hex') : uploadStore.digest(upload.id, size);
     if (sha256 === null) {
-      // Fallback: the running state was lost (see hashing-store.ts); rebuild from the stored bytes.
+      // Fallback: no running hash covers the file (see hashing-store.ts); rebuild from the stored bytes.
       const hash = createHash('sha256');
       for await (const chunk of await blobStore.get(upload.id)) hash.update(chunk as Buffer);
       sha256 = hash.digest('hex');
