@@ -132,7 +132,14 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   // production provides its own files in BXCHANGE_CERTS_DIR (see certs/README.md).
   const pki = overrides.pki ?? (await ensureDevPki(config.certsDir));
   const evidence = overrides.evidence ?? { issuer: EVIDENCE_ISSUER, signer: createReceiptSigner(pki) };
+  const uploadStore = createUploadStore({
+    blobRoot: blobRootFor(config),
+    s3: config.s3,
+    expirationMs: config.uploadExpiryMs,
+    maxUploadBytes: config.maxUploadBytes,
+  });
   const envelopes = createEnvelopes({
+    removeUpload: (key) => uploadStore.remove(key),
     evidence,
     envelopes: envelopeRepository,
     directory: directoryRepository,
@@ -142,12 +149,6 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     keys: keyRepository,
     readRecipientKeyIds: messageRecipientKeyIds,
     headerBytes: OPENPGP_HEADER_BYTES,
-  });
-  const uploadStore = createUploadStore({
-    blobRoot: blobRootFor(config),
-    s3: config.s3,
-    expirationMs: config.uploadExpiryMs,
-    maxUploadBytes: config.maxUploadBytes,
   });
   const hygiene = createHygiene({
     repository: createHygieneRepository(database.db, envelopeRepository),

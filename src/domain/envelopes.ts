@@ -113,6 +113,11 @@ export interface EnvelopesDeps {
   envelopes: EnvelopeRepository;
   directory: DirectoryRepository;
   blobStore: BlobStore;
+  /**
+   * Removes a tus upload with the upload store's sidecars (`.json` locally, `.info`/`.part` on S3);
+   * idempotent. Without it only the stored object is deleted and the sidecars wait for the hygiene sweep.
+   */
+  removeUpload?: (storageKey: string) => Promise<void>;
   /** Mailbox keys, to pin at draft creation and re-check at submit (DESIGN §4c). */
   keys: ActiveKeyLookup;
   /**
@@ -319,6 +324,12 @@ export function createEnvelopes(deps: EnvelopesDeps) {
   const { envelopes, directory, blobStore, clock } = deps;
   const submitSteps = [...defaultSubmitSteps, encryptionStep(deps), ...(deps.submitSteps ?? [])];
 
+  /** Deletes a file's bytes and its upload's sidecars; never fails (what is left is an orphan for hygiene). */
+  async function removeBytes(storageKey: string): Promise<void> {
+    await deps.removeUpload?.(storageKey).catch(() => undefined);
+    await blobStore.delete(storageKey).catch(() => undefined);
+  }
+
   /** The envelope if the caller may see it, 404 otherwise. */
   async function visibleEnvelope(caller: Caller, id: string): Promise<EnvelopeRecord> {
     const envelope = await envelopes.find(id);
@@ -444,7 +455,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       const deleted = await envelopes.deleteDraft(id, auditOf(caller, 'envelope.delete', id));
       if (!deleted) throw new ConflictError('envelopeNotDraft', 'The envelope was submitted meanwhile');
       // Rows first, bytes second: a crash in between leaves only orphans, which hygiene collects.
-      for (const file of envelope.files) await blobStore.delete(file.storageKey).catch(() => undefined);
+      for (const file of envelope.files) await removeBytes(file.storageKey);
     },
 
     /**
@@ -501,7 +512,7 @@ export function createEnvelopes(deps: EnvelopesDeps) {
       await envelopes.removeFile(file.id, caller === null
         ? { actor: 'system', action: 'file.remove', subject: file.envelopeId, data: { fileId: file.id } }
         : auditOf(caller, 'file.remove', file.envelopeId, { fileId: file.id }));
-      await blobStore.delete(file.storageKey).catch(() => undefined);
+      await removeBytes(file.storageKey);
     },
 
     /**

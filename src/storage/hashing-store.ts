@@ -40,6 +40,8 @@ export interface HashingStoreOptions {
   readPrefix: PrefixReader;
   /** Called after every confirmed write, e.g. to fsync a local file once complete. */
   afterWrite?: (uploadId: string, offset: number) => Promise<void>;
+  /** Deletes what the inner store's `remove` may leave behind (idempotent); runs even when `remove` fails. */
+  removeSidecars?: (uploadId: string) => Promise<void>;
 }
 
 interface Running {
@@ -64,9 +66,13 @@ export class HashingStore extends DataStore {
   override create(upload: Upload): Promise<Upload> {
     return this.inner.create(upload);
   }
-  override remove(id: string): Promise<void> {
+  override async remove(id: string): Promise<void> {
     this.running.delete(id);
-    return this.inner.remove(id);
+    try {
+      await this.inner.remove(id);
+    } finally {
+      await this.options.removeSidecars?.(id);
+    }
   }
   override getUpload(id: string): Promise<Upload> {
     return this.inner.getUpload(id);

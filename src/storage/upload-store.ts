@@ -8,9 +8,11 @@
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { FileStore } from '@tus/file-store';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { S3Store } from '@tus/s3-store';
 import type { S3Config } from '../config.ts';
 import { HashingStore, localPrefixReader } from './hashing-store.ts';
+import { createS3Client } from './s3-blob-store.ts';
 
 export interface UploadStoreOptions {
   /** Local folder root (same as the fs BlobStore's), when S3 is not configured. */
@@ -57,8 +59,16 @@ export function createUploadStore(options: UploadStoreOptions): HashingStore {
       },
     });
     if (options.maxUploadBytes !== undefined) (inner as { maxUploadSize: number }).maxUploadSize = options.maxUploadBytes;
-    // An unfinished multipart upload cannot be read back: no catch-up on S3.
-    return new HashingStore(inner, { readPrefix: async () => null });
+    const client = createS3Client(s3);
+    return new HashingStore(inner, {
+      // An unfinished multipart upload cannot be read back: no catch-up on S3.
+      readPrefix: async () => null,
+      // @tus/s3-store's remove leaves the `.part` of an unfinished upload (an incomplete last part), and for a
+      // finished upload stops at the failed abort of its (completed) multipart upload, leaving its `.info`.
+      async removeSidecars(id) {
+        for (const key of [`${id}.info`, `${id}.part`]) await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+      },
+    });
   }
   const inner = new FileStore({ directory: options.blobRoot, expirationPeriodInMilliseconds: options.expirationMs });
   const resolve = (id: string) => path.join(options.blobRoot, id);

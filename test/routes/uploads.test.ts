@@ -81,10 +81,14 @@ async function listen(api: TestApp): Promise<string> {
   return `http://127.0.0.1:${address.port}`;
 }
 
-async function envelopeFile(base: string, token: string, envelopeId: string): Promise<any> {
+async function envelopeFileList(base: string, token: string, envelopeId: string): Promise<any[]> {
   const res = await fetch(`${base}/api/v1/envelopes/${envelopeId}`, { headers: { authorization: `Bearer ${token}` } });
   const body = (await res.json()) as any;
-  return body.files[0];
+  return body.files;
+}
+
+async function envelopeFile(base: string, token: string, envelopeId: string): Promise<any> {
+  return (await envelopeFileList(base, token, envelopeId))[0];
 }
 
 /** Submits the envelope: its status and body (the server checks each file's OpenPGP header). */
@@ -150,6 +154,41 @@ forEachBackend(t, 'tus uploads', async (suite, parts) => {
     t.equal(stored.sha256, sha256, 'server SHA-256 = ciphertext file SHA-256');
     const submitted = await submit(base, s.senderToken, envelopeId);
     t.equal(submitted.status, 200, `submitted after the restart: ${JSON.stringify(submitted.body.issues ?? null)}`);
+  });
+
+  t.test("deleting a draft or one of its files leaves nothing in the store (bytes and the upload store's sidecars)", async (t) => {
+    const auth = { authorization: `Bearer ${s.senderToken}`, 'tus-resumable': '1.0.0' };
+    const stored = async (envelopeId: string) => {
+      const keys: string[] = [];
+      for await (const object of api.services.blobStore.list(`envelopes/${envelopeId}/`)) keys.push(object.key);
+      return keys.sort();
+    };
+    /** A tus upload of `total` bytes of which `sent` are PATCHed; its URL. */
+    const upload = async (envelopeId: string, keys: Awaited<ReturnType<typeof s.draft>>['keys'], total: number, sent: number) => {
+      const data = await encryptFor(keys, randomBytes(total));
+      const meta = `envelope ${Buffer.from(envelopeId).toString('base64')},filename ${Buffer.from('a.gpg').toString('base64')}`;
+      const created = await fetch(`${base}/api/v1/uploads`, { method: 'POST', headers: { ...auth, 'upload-length': String(data.length), 'upload-metadata': meta } });
+      t.equal(created.status, 201);
+      const url = new URL(created.headers.get('location')!, base);
+      const patched = await fetch(url, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' }, body: data.subarray(0, sent === total ? data.length : sent) });
+      t.equal(patched.status, 204);
+      return url;
+    };
+    const { id: envelopeId, keys } = await s.draft();
+    await upload(envelopeId, keys, 2 * 1024 * 1024, 2 * 1024 * 1024);
+    await upload(envelopeId, keys, 12 * 1024 * 1024, 9 * 1024 * 1024); // on S3: one complete part and an incomplete one
+    const before = await stored(envelopeId);
+    t.ok(before.length >= 2, `the uploads are in the store (${before.join(', ')})`);
+    const deleted = await fetch(`${base}/api/v1/envelopes/${envelopeId}`, { method: 'DELETE', headers: auth });
+    t.equal(deleted.status, 204);
+    t.same(await stored(envelopeId), [], 'nothing of the draft is left in the store');
+
+    const other = await s.draft();
+    await upload(other.id, other.keys, 1024 * 1024, 1024 * 1024);
+    const [file] = (await envelopeFileList(base, s.senderToken, other.id)) as Array<{ id: string }>;
+    const removed = await fetch(`${base}/api/v1/envelopes/${other.id}/files/${file!.id}`, { method: 'DELETE', headers: auth });
+    t.equal(removed.status, 204);
+    t.same(await stored(other.id), [], 'nothing of the removed file is left in the store');
   });
 
   t.test('checksum extension: a corrupted chunk gets 460 and leaves the offset; the right chunk then succeeds', async (t) => {
