@@ -172,7 +172,7 @@ export async function run(): Promise<BenchResult> {
         maxOtherCpu: control.maxOther,
         quietTimeoutS: control.quietTimeoutS,
         warmup: formatBytes(WARMUP_BYTES),
-        versions: ['fastify', '@tus/server', '@tus/file-store', 'hash-wasm', '@electric-sql/pglite'].map((p) => `${p} ${packageVersion(p)}`).join(', '),
+        versions: ['fastify', '@tus/server', '@tus/file-store', '@electric-sql/pglite'].map((p) => `${p} ${packageVersion(p)}`).join(', '),
       },
       candidates: results,
       ratios: [ratioResult('bxchange / bare @tus/server', bxResult, tusResult, true)],

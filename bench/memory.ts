@@ -247,7 +247,7 @@ export async function run(): Promise<BenchResult> {
         quietTimeoutS: control.quietTimeoutS,
         settleS,
         warmup: formatBytes(WARMUP_BYTES),
-        versions: ['fastify', '@tus/server', '@tus/file-store', 'hash-wasm', '@electric-sql/pglite'].map((p) => `${p} ${packageVersion(p)}`).join(', '),
+        versions: ['fastify', '@tus/server', '@tus/file-store', '@electric-sql/pglite'].map((p) => `${p} ${packageVersion(p)}`).join(', '),
       },
       candidates,
       ratios: [],

@@ -246,7 +246,7 @@ export async function run(): Promise<BenchResult> {
         maxOtherCpu: params.maxOther,
         quietTimeoutS: params.quietTimeoutS,
         warmup: formatBytes(warmup.size),
-        versions: installedVersions(['fastify', '@tus/server', '@tus/s3-store', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'tus-js-client', 'hash-wasm', database === undefined ? '@electric-sql/pglite' : 'postgres']),
+        versions: installedVersions(['fastify', '@tus/server', '@tus/s3-store', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'tus-js-client', database === undefined ? '@electric-sql/pglite' : 'postgres']),
       },
       candidates: results,
       ratios: [

@@ -37,7 +37,10 @@ import {
   randomFile,
   startServer,
   EMBEDDED_DEFAULT_ENV,
+  PLAIN_HTTP_ENV,
+  freshDatabase,
 } from './lib.ts';
+import { loadConfig } from '../src/config.ts';
 import {
   WARMUP_BYTES,
   bxchangeCandidate,
@@ -53,6 +56,9 @@ import {
 } from './upload/harness.ts';
 
 export const title = 'tus upload throughput (1 GiB, unlimited chunk, loopback)';
+
+/** With DATABASE_URL set, bxchange is measured a second time on PostgreSQL (a fresh database of that server, dropped at the end). */
+const DATABASE = 'bx_bench_upload';
 
 export async function run(): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
@@ -72,6 +78,8 @@ export async function run(): Promise<BenchResult> {
   // Retries: a child killed a moment ago may still be writing into its folder.
   const forget = onCleanup(() => rmSync(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
   const servers: JsonChild[] = [];
+  const databaseUrl = loadConfig().databaseUrl;
+  let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
   try {
     console.log(`upload: ${formatBytes(bytes)} × ${runs} runs per candidate, work dir ${work}`);
     const t0 = performance.now();
@@ -82,12 +90,24 @@ export async function run(): Promise<BenchResult> {
 
     // --- servers (one process each, started one after the other)
     const bxDir = path.join(work, 'bxchange');
+    const bxPgDir = path.join(work, 'bxchange-pg');
     const tusDir = path.join(work, 'bare-tus');
     const putDir = path.join(work, 'bare-put');
-    for (const dir of [bxDir, tusDir, putDir]) mkdirSync(dir);
+    for (const dir of [bxDir, bxPgDir, tusDir, putDir]) mkdirSync(dir);
     // The embedded default, whatever the caller's environment says.
     const bx = await startBxchange(bxDir, bytes, EMBEDDED_DEFAULT_ENV);
     servers.push(bx.server);
+    // The production database, when there is one: PostgreSQL, blobs still in the local folder.
+    if (databaseUrl !== undefined) database = await freshDatabase(databaseUrl, DATABASE);
+    const bxPg = database === undefined ? undefined : await startBxchange(bxPgDir, bytes, { ...EMBEDDED_DEFAULT_ENV, DATABASE_URL: database.url, ...PLAIN_HTTP_ENV });
+    if (bxPg !== undefined) servers.push(bxPg.server);
+    const blobFolderEmptied = (dir: string, name: string) => ({
+      async verify() {},
+      async cleanup() {
+        const left = await dirBytes(path.join(dir, 'blobs')).catch(() => 0);
+        if (left > MiB) throw new Error(`${name}: ${formatBytes(left)} left in the blob folder after deleting the draft`);
+      },
+    });
     const baselineEnv = { BENCH_FSYNC_BASELINES: fsyncBaselines ? '1' : '0' };
     const tus = await startServer('bare-tus', [tusDir], baselineEnv);
     servers.push(tus.server);
@@ -95,13 +115,10 @@ export async function run(): Promise<BenchResult> {
     servers.push(put.server);
 
     const candidates: Candidate[] = [
-      bxchangeCandidate(bx, 'bxchange /api/v1/uploads: bearer token, draft check, hash-wasm SHA-256, PGlite bookkeeping, fsync at the end', {
-        async verify() {},
-        async cleanup() {
-          const left = await dirBytes(path.join(bxDir, 'blobs')).catch(() => 0);
-          if (left > MiB) throw new Error(`bxchange: ${formatBytes(left)} left in the blob folder after deleting the draft`);
-        },
-      }),
+      bxchangeCandidate(bx, 'bxchange /api/v1/uploads, embedded default: bearer token, draft check, SHA-256 as bytes arrive (node:crypto), PGlite bookkeeping, fsync at the end', blobFolderEmptied(bxDir, 'bxchange')),
+      ...(bxPg === undefined
+        ? []
+        : [bxchangeCandidate(bxPg, `bxchange /api/v1/uploads, PostgreSQL (fresh database ${DATABASE} on DATABASE_URL's server) + local folder: the same work, database in its own process`, blobFolderEmptied(bxPgDir, 'bxchange · PostgreSQL'), 'bxchange · PostgreSQL')]),
       {
         name: 'bare @tus/server',
         role: 'baseline',
@@ -141,7 +158,9 @@ export async function run(): Promise<BenchResult> {
 
     const outcome = await runRounds('upload', candidates, { source, warmup }, params);
     const results = uploadCandidateResults(candidates);
-    const [bxResult, tusResult, putResult] = results as [(typeof results)[0], (typeof results)[0], (typeof results)[0]];
+    const byName = (name: string) => results.find((r) => r.name === name)!;
+    const [bxResult, tusResult, putResult] = [byName('bxchange'), byName('bare @tus/server'), byName('bare PUT')];
+    const pgResult = results.find((r) => r.name === 'bxchange · PostgreSQL');
     return {
       name: 'upload',
       title,
@@ -158,12 +177,16 @@ export async function run(): Promise<BenchResult> {
         maxOtherCpu: params.maxOther,
         quietTimeoutS: params.quietTimeoutS,
         warmup: formatBytes(warmup.size),
-        versions: installedVersions(['fastify', '@tus/server', '@tus/file-store', 'tus-js-client', 'hash-wasm', '@electric-sql/pglite']),
+        database: database === undefined ? 'PGlite' : 'PGlite and PostgreSQL',
+        versions: installedVersions(['fastify', '@tus/server', '@tus/file-store', 'tus-js-client', '@electric-sql/pglite', ...(database === undefined ? [] : ['postgres'])]),
       },
       candidates: results,
       ratios: [
         ratioResult('bxchange / bare @tus/server', bxResult, tusResult, true, 0.95),
         ratioResult('bxchange / bare PUT', bxResult, putResult, true, 0.85),
+        ...(pgResult === undefined
+          ? []
+          : [ratioResult('bxchange · PostgreSQL / bare @tus/server', pgResult, tusResult, true, 0.95), ratioResult('bxchange · PostgreSQL / bare PUT', pgResult, putResult, true, 0.85)]),
         ratioResult('bare @tus/server / bare PUT (reference)', tusResult, putResult, true),
       ],
       notes: uploadNotes(candidates, params, outcome, {
@@ -176,6 +199,7 @@ export async function run(): Promise<BenchResult> {
     };
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
+    await database?.drop().catch((err: unknown) => console.error(`upload: could not drop ${DATABASE}: ${String(err)}`));
     await rm(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     forget();
   }

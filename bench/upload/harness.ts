@@ -142,9 +142,9 @@ export interface StoredCheck {
  * principal, then the envelope must show the file complete with the right size and SHA-256; the draft
  * (and so the file) is deleted through the API afterwards.
  */
-export function bxchangeCandidate(bx: BxchangeServer, description: string, stored: StoredCheck): Candidate {
+export function bxchangeCandidate(bx: BxchangeServer, description: string, stored: StoredCheck, name = 'bxchange'): Candidate {
   return {
-    name: 'bxchange',
+    name,
     role: 'candidate',
     description,
     server: bx.server,
