@@ -96,6 +96,15 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
 
   const audited = <T>(audit: AuditInput, work: (tx: Tx) => Promise<T>): Promise<T> => auditedTransaction(db, audit, work);
 
+  // A prepared statement: PostgreSQL parses and plans it once per connection (on PGlite drizzle's prepare
+  // simply runs the query); the hash is bound at each run.
+  const tokenBySecretHash = db
+    .select({ credential: credentials, principal: principals, memberships: membershipsJson })
+    .from(credentials)
+    .innerJoin(principals, eq(principals.id, credentials.principalId))
+    .where(and(eq(credentials.secretHash, sql.placeholder('secretHash')), eq(credentials.kind, 'token')))
+    .prepare('token_by_secret_hash');
+
   return {
     async createEntity(entity, audit) {
       const [row] = await audited(audit, (tx) =>
@@ -282,13 +291,9 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
       });
     },
 
-    // Runs on every API request: token, principal and memberships in one round trip.
+    // Runs on every API request: token, principal and memberships in one round trip, prepared once.
     async findTokenBySecretHash(secretHash) {
-      const [row] = await db
-        .select({ credential: credentials, principal: principals, memberships: membershipsJson })
-        .from(credentials)
-        .innerJoin(principals, eq(principals.id, credentials.principalId))
-        .where(and(eq(credentials.secretHash, secretHash), eq(credentials.kind, 'token')));
+      const [row] = await tokenBySecretHash.execute({ secretHash });
       if (row === undefined) return null;
       const memberships = (typeof row.memberships === 'string' ? JSON.parse(row.memberships) : row.memberships) as Membership[];
       return { token: toToken(row.credential), principal: toPrincipal(row.principal, memberships) };

@@ -1,6 +1,17 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
 import { and, asc, desc, eq, exists, getTableColumns, inArray, isNotNull, isNull, like, lt, or, sql } from 'drizzle-orm';
-import type { EnvelopeRecord, EnvelopeRepository, FileRecord, PinnedKey, RecipientRecord, RecipientStatus, Sealer, StoredEvidence } from '../domain/ports.ts';
+import type {
+  EnvelopeRecord,
+  EnvelopeRepository,
+  FileRecord,
+  MailboxListItem,
+  MailboxListQuery,
+  PinnedKey,
+  RecipientRecord,
+  RecipientStatus,
+  Sealer,
+  StoredEvidence,
+} from '../domain/ports.ts';
 import { ConflictError } from '../errors.ts';
 import { appendAudit } from './audit.ts';
 import type { Db } from './client.ts';
@@ -52,7 +63,10 @@ function toRecipient(row: RecipientRow): RecipientRecord {
   };
 }
 
-function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: FileRow[]): EnvelopeRecord {
+type ListedEnvelope = MailboxListItem['envelope'];
+
+/** An envelope without its files and pinned keys (what a listing shows). */
+function toListedEnvelope(row: Omit<EnvelopeRow, 'encryptionKeys' | 'feedXid'>, recipients: RecipientRecord[]): ListedEnvelope {
   return {
     id: row.id,
     type: row.type,
@@ -69,14 +83,20 @@ function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: File
     computed: (row.computed ?? {}) as Record<string, unknown>,
     clock: row.clock,
     purgedAt: row.purgedAt,
+    recipients,
+  };
+}
+
+function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: FileRow[]): EnvelopeRecord {
+  return {
+    ...toListedEnvelope(row, recipients.map(toRecipient)),
     encryptionKeys: (row.encryptionKeys ?? []) as PinnedKey[],
-    recipients: recipients.map(toRecipient),
     files: fileRows.map(toFile),
   };
 }
 
-/** The envelope columns a mailbox listing needs (the pinned keys, ~1 KB each, stay out). */
-const { encryptionKeys: _pins, ...listedColumns } = getTableColumns(envelopes);
+/** The envelope columns a mailbox listing needs (not the pinned keys, ~1 KB each, nor the feed's transaction id). */
+const { encryptionKeys: _pins, feedXid: _feed, ...listedColumns } = getTableColumns(envelopes);
 
 /** An envelope's recipients as one JSON array, in address order like `load`. */
 const recipientsJson = sql<RecipientJson[] | string>`(
@@ -95,22 +115,35 @@ interface RecipientJson {
 
 const dateOrNull = (value: string | null) => (value === null ? null : new Date(value));
 
-function toListed(row: Omit<EnvelopeRow, 'encryptionKeys'> & { recipients: RecipientJson[] | string }) {
+function toListed(row: Omit<EnvelopeRow, 'encryptionKeys' | 'feedXid'> & { recipients: RecipientJson[] | string }): ListedEnvelope {
   const recipients = (typeof row.recipients === 'string' ? JSON.parse(row.recipients) : row.recipients) as RecipientJson[];
-  const { encryptionKeys: _none, files: _files, ...envelope } = toEnvelope(
-    { ...row, encryptionKeys: [] },
+  return toListedEnvelope(
+    row,
     recipients.map((r) => ({
-      envelopeId: row.id,
-      mailboxAddress: r.mailboxAddress,
-      status: r.status,
+      address: r.mailboxAddress,
+      status: r.status as RecipientStatus,
       deliveredAt: dateOrNull(r.deliveredAt),
       retrievedAt: dateOrNull(r.retrievedAt),
       acknowledgedAt: dateOrNull(r.acknowledgedAt),
     })),
-    [],
   );
-  return envelope;
 }
+
+/**
+ * Row counts the listing statements are prepared for: a page asks for the
+ * smallest that holds its `limit` rows and keeps the first `limit`. The count
+ * is written into the SQL, not bound: PostgreSQL plans a prepared statement
+ * once (its generic plan, after five runs) only when that plan costs about
+ * what a plan for the actual values would, and a bound LIMIT is costed as 10%
+ * of the table (a parallel scan with JIT compilation on a large inbox), so
+ * every run would be planned again. Five sizes keep the number of prepared
+ * statements per connection bounded whatever limits clients send.
+ */
+const LISTING_ROWS = [11, 26, 51, 101, 201];
+
+/** "t_s_c_51": which filters and cursor a listing statement has, and its row count. */
+const listingShape = (query: MailboxListQuery, rows: number) =>
+  `${query.type === undefined ? '' : 't'}_${query.status === undefined ? '' : 's'}_${query.after === undefined ? '' : 'c'}_${rows}`;
 
 export function createEnvelopeRepository(db: Db): EnvelopeRepository {
   type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
@@ -161,6 +194,67 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
       if (changed(result)) await appendAudit(tx, audit, at);
       return result;
     });
+  }
+
+  /**
+   * One round trip per page: the envelope columns a listing shows and each
+   * envelope's recipients aggregated in a subquery. A prepared statement per
+   * shape (direction, which filters, cursor or not, row count), made on first
+   * use: PostgreSQL parses it once per connection and, for the unfiltered
+   * inbox, plans it once (on PGlite drizzle's prepare simply runs the query).
+   * The values are bound at each run.
+   */
+  function buildListing(query: MailboxListQuery, rows: number) {
+    const limit = sql.raw(String(rows)) as unknown as number; // written into the SQL (see LISTING_ROWS)
+    if (query.direction === 'in') {
+      const time = envelopeRecipients.deliveredAt;
+      return db
+        .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
+        .from(envelopeRecipients)
+        .innerJoin(envelopes, eq(envelopes.id, envelopeRecipients.envelopeId))
+        .where(
+          and(
+            eq(envelopeRecipients.mailboxAddress, sql.placeholder('address')),
+            eq(envelopes.status, 'submitted'),
+            query.type === undefined ? undefined : eq(envelopes.type, sql.placeholder('type')),
+            query.status === undefined ? undefined : eq(envelopeRecipients.status, sql.placeholder('status')),
+            query.after === undefined
+              ? undefined
+              : // A row-value comparison is an index condition on (mailbox, time, id); the equivalent OR is only a filter.
+                sql`(${time}, ${envelopeRecipients.envelopeId}) < (${sql.placeholder('afterTime')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`,
+          ),
+        )
+        .orderBy(desc(time), desc(envelopeRecipients.envelopeId))
+        .limit(limit)
+        .prepare(`listing_in_${listingShape(query, rows)}`);
+    }
+    const time = envelopes.createdAt;
+    return db
+      .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
+      .from(envelopes)
+      .where(
+        and(
+          eq(envelopes.fromMailbox, sql.placeholder('address')),
+          query.type === undefined ? undefined : eq(envelopes.type, sql.placeholder('type')),
+          query.status === undefined ? undefined : eq(envelopes.status, sql.placeholder('status')),
+          query.after === undefined
+            ? undefined
+            : sql`(${time}, ${envelopes.id}) < (${sql.placeholder('afterTime')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`,
+        ),
+      )
+      .orderBy(desc(time), desc(envelopes.id))
+      .limit(limit)
+      .prepare(`listing_out_${listingShape(query, rows)}`);
+  }
+  const listings = new Map<string, ReturnType<typeof buildListing>>();
+  function listingStatement(query: MailboxListQuery, rows: number): ReturnType<typeof buildListing> {
+    const key = `${query.direction}_${listingShape(query, rows)}`;
+    let statement = listings.get(key);
+    if (statement === undefined) {
+      statement = buildListing(query, rows);
+      listings.set(key, statement);
+    }
+    return statement;
   }
 
   return {
@@ -365,45 +459,15 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
      * among the rows that existed. Ties on time are broken by the id.
      */
     async listMailbox(query) {
-      // One round trip per page: the envelope columns a listing shows (not the pinned keys) and
-      // each envelope's recipients aggregated in a subquery.
-      if (query.direction === 'in') {
-        const time = envelopeRecipients.deliveredAt;
-        const rows = await db
-          .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
-          .from(envelopeRecipients)
-          .innerJoin(envelopes, eq(envelopes.id, envelopeRecipients.envelopeId))
-          .where(
-            and(
-              eq(envelopeRecipients.mailboxAddress, query.address),
-              eq(envelopes.status, 'submitted'),
-              query.type === undefined ? undefined : eq(envelopes.type, query.type),
-              query.status === undefined ? undefined : eq(envelopeRecipients.status, query.status),
-              query.after === undefined
-                ? undefined
-                : // A row-value comparison is an index condition on (mailbox, time, id); the equivalent OR is only a filter.
-                  sql`(${time}, ${envelopeRecipients.envelopeId}) < (${query.after.time.toISOString()}::timestamptz, ${query.after.id}::uuid)`,
-            ),
-          )
-          .orderBy(desc(time), desc(envelopeRecipients.envelopeId))
-          .limit(query.limit);
-        return rows.map((row) => ({ envelope: toListed(row), sortTime: row.sortTime! }));
-      }
-      const time = envelopes.createdAt;
-      const rows = await db
-        .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
-        .from(envelopes)
-        .where(
-          and(
-            eq(envelopes.fromMailbox, query.address),
-            query.type === undefined ? undefined : eq(envelopes.type, query.type),
-            query.status === undefined ? undefined : eq(envelopes.status, query.status),
-            query.after === undefined ? undefined : sql`(${time}, ${envelopes.id}) < (${query.after.time.toISOString()}::timestamptz, ${query.after.id}::uuid)`,
-          ),
-        )
-        .orderBy(desc(time), desc(envelopes.id))
-        .limit(query.limit);
-      return rows.map((row) => ({ envelope: toListed(row), sortTime: row.sortTime }));
+      const rows = LISTING_ROWS.find((n) => n >= query.limit) ?? query.limit;
+      const found = await listingStatement(query, rows).execute({
+        address: query.address,
+        type: query.type,
+        status: query.status,
+        afterTime: query.after?.time.toISOString(),
+        afterId: query.after?.id,
+      });
+      return found.slice(0, query.limit).map((row) => ({ envelope: toListed(row), sortTime: row.sortTime! }));
     },
 
     async loadHashState(fileId) {

@@ -737,6 +737,30 @@ forEachBackend(t, 'envelopes', async (t, parts) => {
     }
   });
 
+  t.test('a page of any size holds that many items and its cursor continues right after them', async (t) => {
+    // On the archives mailboxes filled by the test above; the listing fetches a few more rows than asked for.
+    for (const [address, query, token] of [
+      ['archives@uccle', 'direction=in', s.recipient.token],
+      ['archives@uccle', 'direction=in&type=general.letter&status=delivered', s.recipient.token],
+      ['archives@ixelles', 'direction=out', s.sender.token],
+    ] as const) {
+      const all = json(await api.call('GET', `${API}/mailboxes/${address}/envelopes?${query}&limit=130`, { token })).items.map((e: any) => e.id);
+      t.equal(all.length, 130, `${address} ${query}: a full reference page`);
+      for (const limit of [1, 2, 10, 11, 25, 26, 49, 50, 51, 100, 101, 130]) {
+        const ids: string[] = [];
+        let url: string | undefined = `${API}/mailboxes/${address}/envelopes?${query}&limit=${limit}`;
+        while (url !== undefined && ids.length < 130) {
+          const page = json(await api.call('GET', url, { token }));
+          // Over a thousand envelopes: every page read here is full and has a next link.
+          if (page.items.length !== limit || page.next === undefined) t.fail(`${query} limit=${limit}: a page of ${page.items.length}, next ${page.next}`);
+          ids.push(...page.items.map((e: any) => e.id));
+          url = page.next;
+        }
+        t.same(ids.slice(0, 130), all, `${address} ${query} limit=${limit}: the same envelopes in the same order`);
+      }
+    }
+  });
+
   t.test('send without read: a member may create, upload and submit, but not download or list', async (t) => {
     const draft = await createDraft({ to: ['urbanisme@uccle'] }, s.courier.token);
     const courrier = randomBytes(256);
