@@ -209,6 +209,9 @@ export const envelopeRecipients = pgTable(
     primaryKey({ columns: [table.envelopeId, table.mailboxAddress] }),
     index('envelope_recipients_mailbox_idx').on(table.mailboxAddress, table.envelopeId),
     index('envelope_recipients_inbox_idx').on(table.mailboxAddress, table.deliveredAt, table.envelopeId),
+    // The inbox filtered by recipient status (e.g. what is still unread: delivered) as an index range in
+    // listing order, however rare that status is in the mailbox, rather than a filter over its whole history.
+    index('envelope_recipients_inbox_status_idx').on(table.mailboxAddress, table.status, table.deliveredAt, table.envelopeId),
   ],
 );
 

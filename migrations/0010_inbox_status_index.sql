@@ -1,0 +1,1 @@
+CREATE INDEX "envelope_recipients_inbox_status_idx" ON "envelope_recipients" USING btree ("mailbox_address","status","delivered_at","envelope_id");
