@@ -45,7 +45,7 @@ t.test('the running hash covers the stored bytes across PATCHes and gives the fi
   t.equal(store.hashedOffset('a'), first, 'after a complete PATCH the hash covers what is stored');
   const second = await store.write(body(data.subarray(first)), 'a', first);
   t.equal(second, data.length);
-  t.equal(await store.digest('a', data.length), sha256(data), 'digest = SHA-256 of the whole file');
+  t.equal(store.digest('a', data.length), sha256(data), 'digest = SHA-256 of the whole file');
   t.equal(store.hashedOffset('a'), null, 'the running hash is forgotten once digested');
 });
 
@@ -60,7 +60,7 @@ t.test('an interrupted PATCH catches up from a checkpoint to the exact stored of
   t.equal(store.hashedOffset('b'), stored, 'the hash was brought to the stored offset, not the bytes seen');
   const end = await store.write(body(data.subarray(stored)), 'b', stored);
   t.equal(end, data.length);
-  t.equal(await store.digest('b', data.length), sha256(data));
+  t.equal(store.digest('b', data.length), sha256(data));
 });
 
 t.test('a new process has no running hash: digest is null, so the caller rebuilds from the stored bytes', async (t) => {
@@ -72,8 +72,8 @@ t.test('a new process has no running hash: digest is null, so the caller rebuild
   const after = make(); // a restart: same folder, nothing in memory
   t.equal(after.hashedOffset('c'), null);
   await after.write(body(data.subarray(half)), 'c', half);
-  t.equal(await after.digest('c', data.length), null, 'no digest from a partial hash');
-  t.equal(await before.digest('c', data.length), null, 'nor from a hash that does not cover the size');
+  t.equal(after.digest('c', data.length), null, 'no digest from a partial hash');
+  t.equal(before.digest('c', data.length), null, 'nor from a hash that does not cover the size');
 });
 
 t.test('remove forgets the running hash', async (t) => {
@@ -92,22 +92,8 @@ t.test('uploads written at the same time each get their own hash', async (t) => 
   const files = Array.from({ length: 6 }, (_, i) => randomBytes(3 * CHECKPOINT + i * 4099));
   await Promise.all(files.map((data, i) => store.create(new Upload({ id: `p${i}`, size: data.length, offset: 0 }))));
   await Promise.all(files.map((data, i) => store.write(body(data), `p${i}`, 0)));
-  t.same(await Promise.all(files.map((data, i) => store.digest(`p${i}`, data.length))), files.map(sha256));
-});
-
-t.test('a lost hash worker costs the running hashes, never the upload: digest is null, the next upload hashes again', async (t) => {
-  const { make } = await fixture(t);
-  const store = make();
-  const data = randomBytes(4 * CHECKPOINT);
-  await store.create(new Upload({ id: 'e', size: data.length, offset: 0 }));
-  const half = await store.write(body(data.subarray(0, 2 * CHECKPOINT)), 'e', 0);
-  // Failure injection: the worker thread dies (private field, on purpose).
-  await (store as unknown as { hasher: { worker: import('node:worker_threads').Worker } }).hasher.worker.terminate();
-  t.equal(store.hashedOffset('e'), null, 'the running hash is known lost');
-  t.equal(await store.write(body(data.subarray(half)), 'e', half), data.length, 'the upload completes');
-  t.equal(await store.digest('e', data.length), null, 'so the caller rebuilds the hash');
-  const next = randomBytes(CHECKPOINT + 1);
-  await store.create(new Upload({ id: 'f', size: next.length, offset: 0 }));
-  await store.write(body(next), 'f', 0);
-  t.equal(await store.digest('f', next.length), sha256(next), 'a new worker hashes the next upload');
+  t.same(
+    files.map((data, i) => store.digest(`p${i}`, data.length)),
+    files.map(sha256),
+  );
 });
