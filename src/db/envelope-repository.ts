@@ -1,9 +1,13 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
-import { and, asc, desc, eq, exists, getTableColumns, inArray, isNotNull, isNull, like, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, exists, inArray, isNotNull, isNull, like, lt, or, sql, type SQL } from 'drizzle-orm';
+import type { AnyPgColumn, PgPreparedQuery, PreparedQueryConfig } from 'drizzle-orm/pg-core';
 import type {
   EnvelopeRecord,
   EnvelopeRepository,
   FileRecord,
+  IsoInstant,
+  ListedEnvelope,
+  ListedRecipient,
   MailboxListItem,
   MailboxListQuery,
   PinnedKey,
@@ -14,7 +18,7 @@ import type {
 } from '../domain/ports.ts';
 import { ConflictError } from '../errors.ts';
 import { appendAudit } from './audit.ts';
-import type { Db } from './client.ts';
+import { rowsOf, type Db } from './client.ts';
 import { envelopeRecipients, envelopes, evidence, files } from './schema.ts';
 import { evidenceHash, type EvidenceType } from '../domain/evidence.ts';
 
@@ -63,10 +67,7 @@ function toRecipient(row: RecipientRow): RecipientRecord {
   };
 }
 
-type ListedEnvelope = MailboxListItem['envelope'];
-
-/** An envelope without its files and pinned keys (what a listing shows). */
-function toListedEnvelope(row: Omit<EnvelopeRow, 'encryptionKeys' | 'feedXid'>, recipients: RecipientRecord[]): ListedEnvelope {
+function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: FileRow[]): EnvelopeRecord {
   return {
     id: row.id,
     type: row.type,
@@ -83,51 +84,47 @@ function toListedEnvelope(row: Omit<EnvelopeRow, 'encryptionKeys' | 'feedXid'>, 
     computed: (row.computed ?? {}) as Record<string, unknown>,
     clock: row.clock,
     purgedAt: row.purgedAt,
-    recipients,
-  };
-}
-
-function toEnvelope(row: EnvelopeRow, recipients: RecipientRow[], fileRows: FileRow[]): EnvelopeRecord {
-  return {
-    ...toListedEnvelope(row, recipients.map(toRecipient)),
+    recipients: recipients.map(toRecipient),
     encryptionKeys: (row.encryptionKeys ?? []) as PinnedKey[],
     files: fileRows.map(toFile),
   };
 }
 
-/** The envelope columns a mailbox listing needs (not the pinned keys, ~1 KB each, nor the feed's transaction id). */
-const { encryptionKeys: _pins, feedXid: _feed, ...listedColumns } = getTableColumns(envelopes);
+/**
+ * An instant as the contract's text (`2026-03-02T09:00:00.000Z`, what
+ * Date.toISOString gives), made by PostgreSQL whatever the session's time
+ * zone: `AT TIME ZONE 'UTC'` gives the UTC wall time, `MS` its milliseconds
+ * (truncated, as a JavaScript Date truncates microseconds). NULL stays NULL.
+ */
+const isoText = (instant: SQL | AnyPgColumn) => sql`to_char(${instant} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
-/** An envelope's recipients as one JSON array, in address order like `load`. */
-const recipientsJson = sql<RecipientJson[] | string>`(
+/** An envelope's recipients as one JSON array of ListedRecipient, in address order like `load`. */
+const listedRecipients = sql`(
   SELECT coalesce(json_agg(json_build_object(
-    'mailboxAddress', r.mailbox_address, 'status', r.status, 'deliveredAt', r.delivered_at,
-    'retrievedAt', r.retrieved_at, 'acknowledgedAt', r.acknowledged_at) ORDER BY r.mailbox_address), '[]'::json)
+    'address', r.mailbox_address, 'status', r.status, 'deliveredAt', ${isoText(sql`r.delivered_at`)},
+    'retrievedAt', ${isoText(sql`r.retrieved_at`)}, 'acknowledgedAt', ${isoText(sql`r.acknowledged_at`)}) ORDER BY r.mailbox_address), '[]'::json)
   FROM envelope_recipients r WHERE r.envelope_id = ${envelopes.id})`;
 
-interface RecipientJson {
-  mailboxAddress: string;
-  status: string;
-  deliveredAt: string | null;
-  retrievedAt: string | null;
-  acknowledgedAt: string | null;
-}
+/**
+ * What a listing row holds, named as ListedEnvelope names it (each column
+ * aliased: the rows are read as the driver returns them, not mapped by
+ * drizzle) plus the listing's sort time.
+ */
+const listedFields = (sortTime: AnyPgColumn) => ({
+  id: sql`${envelopes.id}`.as('id'),
+  type: sql`${envelopes.type}`.as('type'),
+  from: sql`${envelopes.fromMailbox}`.as('from'),
+  status: sql`${envelopes.status}`.as('status'),
+  metadata: sql`${envelopes.metadata}`.as('metadata'),
+  computed: sql`${envelopes.computed}`.as('computed'),
+  createdAt: isoText(envelopes.createdAt).as('createdAt'),
+  submittedAt: isoText(envelopes.submittedAt).as('submittedAt'),
+  deadline: sql`${envelopes.deadline}`.as('deadline'),
+  recipients: listedRecipients.as('recipients'),
+  sortTime: isoText(sortTime).as('sortTime'),
+});
 
-const dateOrNull = (value: string | null) => (value === null ? null : new Date(value));
-
-function toListed(row: Omit<EnvelopeRow, 'encryptionKeys' | 'feedXid'> & { recipients: RecipientJson[] | string }): ListedEnvelope {
-  const recipients = (typeof row.recipients === 'string' ? JSON.parse(row.recipients) : row.recipients) as RecipientJson[];
-  return toListedEnvelope(
-    row,
-    recipients.map((r) => ({
-      address: r.mailboxAddress,
-      status: r.status as RecipientStatus,
-      deliveredAt: dateOrNull(r.deliveredAt),
-      retrievedAt: dateOrNull(r.retrievedAt),
-      acknowledgedAt: dateOrNull(r.acknowledgedAt),
-    })),
-  );
-}
+type ListedRow = Omit<ListedEnvelope, 'recipients'> & { recipients: ListedRecipient[] | string; sortTime: IsoInstant };
 
 /**
  * Row counts the listing statements are prepared for: a page asks for the
@@ -197,19 +194,22 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
   }
 
   /**
-   * One round trip per page: the envelope columns a listing shows and each
-   * envelope's recipients aggregated in a subquery. A prepared statement per
-   * shape (direction, which filters, cursor or not, row count), made on first
-   * use: PostgreSQL parses it once per connection and, for the unfiltered
-   * inbox, plans it once (on PGlite drizzle's prepare simply runs the query).
-   * The values are bound at each run.
+   * One round trip per page: the fields a listing shows and each envelope's
+   * recipients aggregated in a subquery, instants formatted by PostgreSQL. A
+   * prepared statement per shape (direction, which filters, cursor or not,
+   * row count), made on first use: PostgreSQL parses it once per connection
+   * and, for the unfiltered inbox, plans it once (on PGlite prepare simply
+   * runs the query). The values are bound at each run. drizzle builds the SQL
+   * once; the rows are read as the driver gives them (named by the column
+   * aliases, JSON already parsed), without drizzle's per-value mapping, which
+   * was a measured share of a listing's CPU (issue #4).
    */
   function buildListing(query: MailboxListQuery, rows: number) {
     const limit = sql.raw(String(rows)) as unknown as number; // written into the SQL (see LISTING_ROWS)
     if (query.direction === 'in') {
       const time = envelopeRecipients.deliveredAt;
       return db
-        .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
+        .select(listedFields(time))
         .from(envelopeRecipients)
         .innerJoin(envelopes, eq(envelopes.id, envelopeRecipients.envelopeId))
         .where(
@@ -225,12 +225,11 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
           ),
         )
         .orderBy(desc(time), desc(envelopeRecipients.envelopeId))
-        .limit(limit)
-        .prepare(`listing_in_${listingShape(query, rows)}`);
+        .limit(limit);
     }
     const time = envelopes.createdAt;
     return db
-      .select({ ...listedColumns, recipients: recipientsJson, sortTime: time })
+      .select(listedFields(time))
       .from(envelopes)
       .where(
         and(
@@ -243,15 +242,16 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
         ),
       )
       .orderBy(desc(time), desc(envelopes.id))
-      .limit(limit)
-      .prepare(`listing_out_${listingShape(query, rows)}`);
+      .limit(limit);
   }
-  const listings = new Map<string, ReturnType<typeof buildListing>>();
-  function listingStatement(query: MailboxListQuery, rows: number): ReturnType<typeof buildListing> {
+  type Listing = PgPreparedQuery<PreparedQueryConfig>;
+  const listings = new Map<string, Listing>();
+  function listingStatement(query: MailboxListQuery, rows: number): Listing {
     const key = `${query.direction}_${listingShape(query, rows)}`;
     let statement = listings.get(key);
     if (statement === undefined) {
-      statement = buildListing(query, rows);
+      // No fields: the driver's rows as they come (postgres.js: an array of objects, PGlite: `{ rows }`).
+      statement = db._.session.prepareQuery(buildListing(query, rows).toSQL(), undefined, `listing_${key}`, false);
       listings.set(key, statement);
     }
     return statement;
@@ -460,14 +460,24 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
      */
     async listMailbox(query) {
       const rows = LISTING_ROWS.find((n) => n >= query.limit) ?? query.limit;
-      const found = await listingStatement(query, rows).execute({
-        address: query.address,
-        type: query.type,
-        status: query.status,
-        afterTime: query.after?.time.toISOString(),
-        afterId: query.after?.id,
-      });
-      return found.slice(0, query.limit).map((row) => ({ envelope: toListed(row), sortTime: row.sortTime! }));
+      const found = rowsOf<ListedRow>(
+        await listingStatement(query, rows).execute({
+          address: query.address,
+          type: query.type,
+          status: query.status,
+          afterTime: query.after?.time.toISOString(),
+          afterId: query.after?.id,
+        }),
+      );
+      const items: MailboxListItem[] = [];
+      for (const row of found.length > query.limit ? found.slice(0, query.limit) : found) {
+        const { sortTime, recipients, ...envelope } = row;
+        items.push({
+          envelope: { ...envelope, recipients: typeof recipients === 'string' ? (JSON.parse(recipients) as ListedRecipient[]) : recipients },
+          sortTime: new Date(sortTime),
+        });
+      }
+      return items;
     },
 
     async loadHashState(fileId) {

@@ -265,9 +265,45 @@ export interface MailboxListQuery {
   limit: number;
 }
 
+/**
+ * An instant as the HTTP contract writes it: ISO-8601 in UTC with milliseconds,
+ * `2026-03-02T09:00:00.000Z` (what `Date.prototype.toISOString` gives).
+ */
+export type IsoInstant = string;
+
+/** A recipient as a listing shows it. */
+export interface ListedRecipient {
+  address: string;
+  status: RecipientStatus;
+  deliveredAt: IsoInstant | null;
+  retrievedAt: IsoInstant | null;
+  acknowledgedAt: IsoInstant | null;
+}
+
+/**
+ * An envelope as a mailbox listing shows it: what the list item of the
+ * contract carries and what the domain needs to flag it overdue; no files,
+ * pinned keys, clock or retention. Its instants are already the contract's
+ * text, formatted by the database: a page of 50 carries about 300 of them,
+ * and text → Date → text for each was a measured share of a listing's CPU
+ * (issue #4).
+ */
+export interface ListedEnvelope {
+  id: string;
+  type: string;
+  from: string;
+  status: EnvelopeStatus;
+  metadata: unknown;
+  computed: Record<string, unknown>;
+  createdAt: IsoInstant;
+  submittedAt: IsoInstant | null;
+  deadline: string | null;
+  /** In address order. */
+  recipients: ListedRecipient[];
+}
+
 export interface MailboxListItem {
-  /** Without files and pinned keys: a listing shows neither. */
-  envelope: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>;
+  envelope: ListedEnvelope;
   /** The listing's sort time: delivery time (in) or creation time (out). */
   sortTime: Date;
   /** Deadline passed without a final decision (set by the domain, Brussels date). */

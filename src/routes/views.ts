@@ -1,6 +1,6 @@
 /** Domain records → JSON shapes of the HTTP contract (DESIGN §5). */
 import type { Entity, Mailbox, Page, Principal, Role, TokenInfo } from '../domain/model.ts';
-import type { EnvelopeRecord, FileRecord, RecipientRecord, StoredEvidence } from '../domain/ports.ts';
+import type { EnvelopeRecord, FileRecord, ListedEnvelope, RecipientRecord, StoredEvidence } from '../domain/ports.ts';
 import { pinnedKeysView } from '../domain/envelopes.ts';
 import { findEnvelopeType } from '../domain/envelope-types/index.ts';
 
@@ -130,21 +130,36 @@ export const envelopeView = (e: EnvelopeRecord, receipts?: StoredEvidence[]) => 
   href: `${API}/envelopes/${e.id}`,
 });
 
+/** A whole envelope as a listing shows it (the deadlines list reads whole envelopes). */
+export const listedEnvelope = (e: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>): ListedEnvelope => ({
+  id: e.id,
+  type: e.type,
+  from: e.from,
+  status: e.status,
+  metadata: e.metadata,
+  computed: e.computed,
+  createdAt: e.createdAt.toISOString(),
+  submittedAt: iso(e.submittedAt),
+  deadline: e.deadline,
+  recipients: e.recipients.map(recipientView),
+});
+
 /**
  * A listed envelope. In an inbox (`mailbox` given) `status` is that
  * recipient mailbox's status (delivered, retrieved, acknowledged), the one the
  * `status` filter selects on; elsewhere it is the envelope's (draft, submitted).
+ * Its instants and recipients are already the contract's (ListedEnvelope).
  */
-export const envelopeSummaryView = (e: Omit<EnvelopeRecord, 'files' | 'encryptionKeys'>, mailbox?: string, overdue = false) => ({
+export const envelopeSummaryView = (e: ListedEnvelope, mailbox?: string, overdue = false) => ({
   id: e.id,
   type: e.type,
   from: e.from,
   status: (mailbox === undefined ? undefined : e.recipients.find((r) => r.address === mailbox)?.status) ?? e.status,
   envelopeStatus: e.status,
   metadata: e.metadata as Record<string, unknown>,
-  recipients: e.recipients.map(recipientView),
-  createdAt: e.createdAt.toISOString(),
-  submittedAt: iso(e.submittedAt),
+  recipients: e.recipients,
+  createdAt: e.createdAt,
+  submittedAt: e.submittedAt,
   deadline: e.deadline,
   overdue,
   href: `${API}/envelopes/${e.id}`,

@@ -8,7 +8,7 @@ import type { FileRecord } from '../../domain/ports.ts';
 import type { Services } from '../../services.ts';
 import { etagMatches, parseRange } from '../http-range.ts';
 import { EnvelopeInput, EnvelopeSummaryView, EnvelopeView, FileView, MailboxAddress, Uuid, listOf, problemResponses } from '../schemas.ts';
-import { API, envelopeSummaryView, envelopeView, fileView, pageView, receiptRef } from '../views.ts';
+import { API, envelopeSummaryView, envelopeView, fileView, listedEnvelope, pageView, receiptRef } from '../views.ts';
 
 const tags = ['envelopes'];
 const security = [{ bearer: [] }];
@@ -158,7 +158,7 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
     },
     async (request) => ({
       items: (await domain.deadlines(request.caller, request.params.address)).map((d) => ({
-        envelope: envelopeSummaryView(d.envelope),
+        envelope: envelopeSummaryView(listedEnvelope(d.envelope)),
         deadline: d.envelope.deadline!,
         overdue: d.overdue,
         daysLeft: d.daysLeft,

@@ -1,0 +1,156 @@
+/**
+ * The mailbox listing formats its instants in SQL (to_char … AT TIME ZONE
+ * 'UTC'), not through JavaScript dates. These tests pin the text the contract
+ * promises, ISO-8601 UTC with milliseconds as Date.toISOString writes it:
+ * stored instants with 0 ms, with microseconds (truncated, as a Date
+ * truncates them), across a day and year boundary, read by a session whose
+ * time zone is not UTC; and a listed item says the same as the whole
+ * envelope (formatted by JavaScript dates) for every field they share.
+ */
+import { randomUUID } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import t from 'tap';
+import { openDatabase, rowsOf, type Db } from '../../src/db/client.ts';
+import { createEnvelopeRepository } from '../../src/db/envelope-repository.ts';
+import { json } from '../helpers/problem.ts';
+import { forEachBackend, startApp } from '../helpers/backends.ts';
+
+const API = '/api/v1';
+
+/** Stored instants (PostgreSQL literals) and the text the contract shows for each, written out by hand. */
+const CASES = [
+  // created_at and delivered_at are timestamp(3) (storage rounds them to ms); the others keep microseconds, which the text truncates.
+  { created: '2026-03-02 09:00:00+00', submitted: '2026-03-02 09:00:00+00', delivered: '2026-03-02 09:00:00+00', retrieved: null, acknowledged: null },
+  { created: '2026-03-02 09:00:00.120+00', submitted: '2026-03-02 09:00:01.123456+00', delivered: '2026-03-02 10:15:30.999+00', retrieved: '2026-03-03 08:00:00.999999+00', acknowledged: '2026-03-03 08:00:00.000001+00' },
+  // Already the next day and year in Kathmandu (UTC+05:45), still the previous one in St John's (UTC-03:30).
+  { created: '2026-12-31 23:30:00.007+00', submitted: '2026-12-31 23:59:59.999+00', delivered: '2027-01-01 02:00:00.010+05:45', retrieved: null, acknowledged: '2027-01-01 00:00:00+00' },
+] as const;
+const EXPECTED = [
+  { createdAt: '2026-03-02T09:00:00.000Z', submittedAt: '2026-03-02T09:00:00.000Z', deliveredAt: '2026-03-02T09:00:00.000Z', retrievedAt: null, acknowledgedAt: null },
+  { createdAt: '2026-03-02T09:00:00.120Z', submittedAt: '2026-03-02T09:00:01.123Z', deliveredAt: '2026-03-02T10:15:30.999Z', retrievedAt: '2026-03-03T08:00:00.999Z', acknowledgedAt: '2026-03-03T08:00:00.000Z' },
+  { createdAt: '2026-12-31T23:30:00.007Z', submittedAt: '2026-12-31T23:59:59.999Z', deliveredAt: '2026-12-31T20:15:00.010Z', retrievedAt: null, acknowledgedAt: '2027-01-01T00:00:00.000Z' },
+];
+
+forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
+  const backend = await parts();
+  const api = await startApp(t, backend);
+  const post = async (url: string, body: unknown) => {
+    const res = await api.call('POST', url, { body });
+    if (res.statusCode !== 201) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
+    return json(res);
+  };
+  await post(`${API}/entities`, { id: 'ixelles', kind: 'commune', name: { fr: 'Ixelles', nl: 'Elsene' } });
+  await post(`${API}/entities`, { id: 'uccle', kind: 'commune', name: { fr: 'Uccle', nl: 'Ukkel' } });
+  await post(`${API}/entities/ixelles/mailboxes`, { name: 'secretariat' });
+  await post(`${API}/entities/uccle/mailboxes`, { name: 'secretariat' });
+  await post(`${API}/entities/uccle/mailboxes`, { name: 'archives' });
+  const principal = await post(`${API}/principals`, {
+    name: 'uccle-clerk',
+    kind: 'user',
+    memberships: [
+      { mailbox: 'secretariat@uccle', roles: ['read'] },
+      { mailbox: 'archives@uccle', roles: ['read'] },
+    ],
+  });
+  const token = (await post(`${API}/principals/${principal.id}/tokens`, {})).token as string;
+  const sender = await post(`${API}/principals`, { name: 'ixelles-clerk', kind: 'user', memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }] });
+  const senderToken = (await post(`${API}/principals/${sender.id}/tokens`, {})).token as string;
+
+  // Oldest first, so the listing (newest first) shows them in reverse. Each goes to both uccle mailboxes;
+  // archives@uccle keeps the same instants, secretariat@uccle's are the case's.
+  const db = api.services.database.db;
+  const ids: string[] = [];
+  for (const [i, c] of CASES.entries()) {
+    const id = randomUUID();
+    ids.push(id);
+    await db.execute(sql`INSERT INTO envelopes (id, type, type_version, from_mailbox, status, metadata, created_by, created_at, submitted_at, deadline)
+      VALUES (${id}, 'general.letter', '1.0', 'secretariat@ixelles', 'submitted', ${JSON.stringify({ subject: `Lettre n° ${i} — été`, reference: `IX/${i}` })}::jsonb,
+              ${sender.id}, ${c.created}::timestamptz, ${c.submitted}::timestamptz, ${i === 1 ? '2026-04-01' : null}::date)`);
+    for (const mailbox of ['secretariat@uccle', 'archives@uccle']) {
+      await db.execute(sql`INSERT INTO envelope_recipients (envelope_id, mailbox_address, status, delivered_at, retrieved_at, acknowledged_at)
+        VALUES (${id}, ${mailbox}, ${c.acknowledged !== null ? 'acknowledged' : c.retrieved !== null ? 'retrieved' : 'delivered'},
+                ${c.delivered}::timestamptz, ${c.retrieved}::timestamptz, ${c.acknowledged}::timestamptz)`);
+    }
+  }
+  const newestFirst = [...EXPECTED.keys()].reverse();
+
+  t.test('a listed item shows every instant as ISO-8601 UTC with milliseconds, truncated like a Date', async (t) => {
+    const page = json(await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in`, { token }));
+    t.same(page.items.map((e: any) => e.id), newestFirst.map((i) => ids[i]), 'newest delivery first');
+    for (const [n, i] of newestFirst.entries()) {
+      const item = page.items[n];
+      const e = EXPECTED[i]!;
+      t.same(
+        { createdAt: item.createdAt, submittedAt: item.submittedAt },
+        { createdAt: e.createdAt, submittedAt: e.submittedAt },
+        `envelope ${i}: createdAt, submittedAt`,
+      );
+      t.same(
+        item.recipients,
+        ['archives@uccle', 'secretariat@uccle'].map((address) => ({ address, status: item.status, deliveredAt: e.deliveredAt, retrievedAt: e.retrievedAt, acknowledgedAt: e.acknowledgedAt })),
+        `envelope ${i}: its recipients, in address order`,
+      );
+    }
+  });
+
+  t.test('a listed item says, byte for byte, what the whole envelope says for the fields they share', async (t) => {
+    const shared = ['id', 'type', 'from', 'metadata', 'createdAt', 'submittedAt', 'deadline', 'recipients'];
+    const pick = (o: Record<string, unknown>) => JSON.stringify(Object.fromEntries(shared.map((k) => [k, o[k]])));
+    for (const [address, query, who] of [
+      ['secretariat@uccle', 'direction=in', token],
+      ['secretariat@ixelles', 'direction=out', senderToken],
+    ] as const) {
+      const page = json(await api.call('GET', `${API}/mailboxes/${address}/envelopes?${query}`, { token: who }));
+      t.equal(page.items.length, CASES.length, `${address} ${query}`);
+      for (const item of page.items) {
+        const whole = json(await api.call('GET', `${API}/envelopes/${item.id}`, { token: who }));
+        t.equal(pick(item), pick(whole), `${address} ${query}: ${item.id}`);
+        t.equal(item.envelopeStatus, whole.status);
+      }
+    }
+  });
+
+  t.test('a session in another time zone lists the same text, and the same sort instants', async (t) => {
+    // PGlite has one session: the app's own. On PostgreSQL a new pool opens sessions with the database's default.
+    const zones = ['Asia/Kathmandu', 'America/St_Johns'];
+    for (const zone of zones) {
+      let zoned: Db;
+      if (backend.url === undefined) {
+        await db.execute(sql.raw(`SET TimeZone = '${zone}'`));
+        zoned = db;
+      } else {
+        const name = new URL(backend.url).pathname.slice(1);
+        await db.execute(sql.raw(`ALTER DATABASE ${name} SET TimeZone = '${zone}'`));
+        const other = await openDatabase({ url: backend.url });
+        t.teardown(() => other.close());
+        zoned = other.db;
+      }
+      const shown = rowsOf<{ tz: string }>(await zoned.execute(sql`SELECT current_setting('TimeZone') AS tz`))[0]?.tz;
+      t.equal(shown, zone, `the session runs in ${zone}`);
+      const repository = createEnvelopeRepository(zoned);
+      for (const direction of ['in', 'out'] as const) {
+        const address = direction === 'in' ? 'secretariat@uccle' : 'secretariat@ixelles';
+        const items = await repository.listMailbox({ address, direction, limit: 10 });
+        const order = direction === 'in' ? newestFirst : [2, 1, 0];
+        t.same(items.map((x) => x.envelope.id), order.map((i) => ids[i]), `${zone} ${direction}: order`);
+        for (const [n, i] of order.entries()) {
+          const { envelope, sortTime } = items[n]!;
+          const e = EXPECTED[i]!;
+          t.same([envelope.createdAt, envelope.submittedAt], [e.createdAt, e.submittedAt], `${zone} ${direction} ${i}: envelope instants`);
+          t.same(
+            envelope.recipients.map((r) => [r.deliveredAt, r.retrievedAt, r.acknowledgedAt]),
+            [0, 1].map(() => [e.deliveredAt, e.retrievedAt, e.acknowledgedAt]),
+            `${zone} ${direction} ${i}: recipient instants`,
+          );
+          t.equal(sortTime.toISOString(), direction === 'in' ? e.deliveredAt : e.createdAt, `${zone} ${direction} ${i}: sort instant`);
+        }
+      }
+      // A cursor taken from this session continues the listing exactly.
+      const first = await repository.listMailbox({ address: 'secretariat@uccle', direction: 'in', limit: 1 });
+      const rest = await repository.listMailbox({ address: 'secretariat@uccle', direction: 'in', limit: 10, after: { time: first[0]!.sortTime, id: first[0]!.envelope.id } });
+      t.same(rest.map((x) => x.envelope.id), newestFirst.slice(1).map((i) => ids[i]), `${zone}: the cursor continues after the first item`);
+    }
+    if (backend.url !== undefined) await db.execute(sql.raw(`ALTER DATABASE ${new URL(backend.url).pathname.slice(1)} RESET TimeZone`));
+    else await db.execute(sql`RESET TimeZone`);
+  });
+});
