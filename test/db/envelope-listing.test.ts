@@ -9,9 +9,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import fastJson from 'fast-json-stringify';
 import t from 'tap';
 import { openDatabase, rowsOf, type Db } from '../../src/db/client.ts';
 import { createEnvelopeRepository } from '../../src/db/envelope-repository.ts';
+import { EnvelopeSummaryView, listOf } from '../../src/routes/schemas.ts';
 import { json } from '../helpers/problem.ts';
 import { forEachBackend, startApp } from '../helpers/backends.ts';
 
@@ -108,6 +110,25 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
         t.equal(item.envelopeStatus, whole.status);
       }
     }
+  });
+
+  t.test("a listing's body is, byte for byte, what the response schema's serialiser makes of it", async (t) => {
+    // The route serialises with JSON.stringify; fast-json-stringify on the published schema is the reference.
+    const bySchema = fastJson(listOf(EnvelopeSummaryView) as object);
+    for (const [address, query, who] of [
+      ['secretariat@uccle', 'direction=in', token],
+      ['secretariat@uccle', 'direction=in&limit=1', token],
+      ['secretariat@uccle', 'direction=in&status=acknowledged&type=general.letter', token],
+      ['secretariat@ixelles', 'direction=out', senderToken],
+    ] as const) {
+      const res = await api.call('GET', `${API}/mailboxes/${address}/envelopes?${query}`, { token: who });
+      t.equal(res.statusCode, 200);
+      t.equal(res.headers['content-type'], 'application/json; charset=utf-8', `${query}: content type`);
+      t.equal(res.body, bySchema(JSON.parse(res.body)), `${address} ${query}: the same bytes`);
+      t.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body), `${query}: content length`);
+    }
+    t.ok(json(await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in&limit=1`, { token })).next, 'a page with a next link was among them');
+    t.match(json(await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in`, { token })).items[1].metadata, { subject: 'Lettre n° 1 — été' }, 'non-ASCII metadata');
   });
 
   t.test('a session in another time zone lists the same text, and the same sort instants', async (t) => {

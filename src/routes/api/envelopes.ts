@@ -123,7 +123,7 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         response: { 200: listOf(EnvelopeSummaryView), ...problemResponses(400, 401, 403, 404) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { address } = request.params;
       const query = request.query;
       const page = await domain.listMailbox(request.caller, address, {
@@ -134,7 +134,12 @@ export default async function envelopes(fastify: FastifyInstance, { services }: 
         ...(query.limit === undefined ? {} : { limit: Number(query.limit) }),
       });
       const inbox = (query.direction ?? 'in') === 'in';
-      return pageView(page, (item) => envelopeSummaryView(item.envelope, inbox ? address : undefined, item.overdue), `${API}/mailboxes/${address}/envelopes`, query);
+      const body = pageView(page, (item) => envelopeSummaryView(item.envelope, inbox ? address : undefined, item.overdue), `${API}/mailboxes/${address}/envelopes`, query);
+      // Serialised by JSON.stringify, not the schema's compiled serialiser: the view builds every
+      // object with exactly the schema's properties in its order, so the bytes are the same, and
+      // V8's native stringify of a 50-item page costs less than the generated code (which calls
+      // JSON.stringify for each metadata value anyway). Issue #4; the test compares both outputs.
+      return reply.type('application/json; charset=utf-8').serializer(JSON.stringify).send(body);
     },
   );
 
