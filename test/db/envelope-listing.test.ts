@@ -4,7 +4,7 @@
  * promises, ISO-8601 UTC with milliseconds as Date.toISOString writes it:
  * stored instants with 0 ms, with microseconds (truncated, as a Date
  * truncates them), across a day and year boundary, read by a session whose
- * time zone is not UTC; and a listed item says the same as the whole
+ * time zone is not UTC and whose DateStyle is not ISO; and a listed item says the same as the whole
  * envelope (formatted by JavaScript dates) for every field they share.
  */
 import { randomUUID } from 'node:crypto';
@@ -22,13 +22,13 @@ const API = '/api/v1';
 /** Stored instants (PostgreSQL literals) and the text the contract shows for each, written out by hand. */
 const CASES = [
   // created_at and delivered_at are timestamp(3) (storage rounds them to ms); the others keep microseconds, which the text truncates.
-  { created: '2026-03-02 09:00:00+00', submitted: '2026-03-02 09:00:00+00', delivered: '2026-03-02 09:00:00+00', retrieved: null, acknowledged: null },
+  { created: '2026-03-02 09:00:00+00', submitted: '2026-03-02 09:00:00+00', delivered: '2026-03-02 09:00:00+00', retrieved: '2026-03-02 09:30:00.5+00', acknowledged: null },
   { created: '2026-03-02 09:00:00.120+00', submitted: '2026-03-02 09:00:01.123456+00', delivered: '2026-03-02 10:15:30.999+00', retrieved: '2026-03-03 08:00:00.999999+00', acknowledged: '2026-03-03 08:00:00.000001+00' },
   // Already the next day and year in Kathmandu (UTC+05:45), still the previous one in St John's (UTC-03:30).
   { created: '2026-12-31 23:30:00.007+00', submitted: '2026-12-31 23:59:59.999+00', delivered: '2027-01-01 02:00:00.010+05:45', retrieved: null, acknowledged: '2027-01-01 00:00:00+00' },
 ] as const;
 const EXPECTED = [
-  { createdAt: '2026-03-02T09:00:00.000Z', submittedAt: '2026-03-02T09:00:00.000Z', deliveredAt: '2026-03-02T09:00:00.000Z', retrievedAt: null, acknowledgedAt: null },
+  { createdAt: '2026-03-02T09:00:00.000Z', submittedAt: '2026-03-02T09:00:00.000Z', deliveredAt: '2026-03-02T09:00:00.000Z', retrievedAt: '2026-03-02T09:30:00.500Z', acknowledgedAt: null },
   { createdAt: '2026-03-02T09:00:00.120Z', submittedAt: '2026-03-02T09:00:01.123Z', deliveredAt: '2026-03-02T10:15:30.999Z', retrievedAt: '2026-03-03T08:00:00.999Z', acknowledgedAt: '2026-03-03T08:00:00.000Z' },
   { createdAt: '2026-12-31T23:30:00.007Z', submittedAt: '2026-12-31T23:59:59.999Z', deliveredAt: '2026-12-31T20:15:00.010Z', retrievedAt: null, acknowledgedAt: '2027-01-01T00:00:00.000Z' },
 ];
@@ -131,17 +131,19 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
     t.match(json(await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in`, { token })).items[1].metadata, { subject: 'Lettre n° 1 — été' }, 'non-ASCII metadata');
   });
 
-  t.test('a session in another time zone lists the same text, and the same sort instants', async (t) => {
+  t.test('a session in another time zone and DateStyle lists the same text, and the same sort instants', async (t) => {
     // PGlite has one session: the app's own. On PostgreSQL a new pool opens sessions with the database's default.
     const zones = ['Asia/Kathmandu', 'America/St_Johns'];
     for (const zone of zones) {
       let zoned: Db;
       if (backend.url === undefined) {
         await db.execute(sql.raw(`SET TimeZone = '${zone}'`));
+        await db.execute(sql.raw(`SET DateStyle = 'SQL, DMY'`));
         zoned = db;
       } else {
         const name = new URL(backend.url).pathname.slice(1);
         await db.execute(sql.raw(`ALTER DATABASE ${name} SET TimeZone = '${zone}'`));
+        await db.execute(sql.raw(`ALTER DATABASE ${name} SET DateStyle = 'SQL, DMY'`));
         const other = await openDatabase({ url: backend.url });
         t.teardown(() => other.close());
         zoned = other.db;
@@ -171,7 +173,12 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
       const rest = await repository.listMailbox({ address: 'secretariat@uccle', direction: 'in', limit: 10, after: { time: first[0]!.sortTime, id: first[0]!.envelope.id } });
       t.same(rest.map((x) => x.envelope.id), newestFirst.slice(1).map((i) => ids[i]), `${zone}: the cursor continues after the first item`);
     }
-    if (backend.url !== undefined) await db.execute(sql.raw(`ALTER DATABASE ${new URL(backend.url).pathname.slice(1)} RESET TimeZone`));
-    else await db.execute(sql`RESET TimeZone`);
+    if (backend.url !== undefined) {
+      await db.execute(sql.raw(`ALTER DATABASE ${new URL(backend.url).pathname.slice(1)} RESET TimeZone`));
+      await db.execute(sql.raw(`ALTER DATABASE ${new URL(backend.url).pathname.slice(1)} RESET DateStyle`));
+    } else {
+      await db.execute(sql`RESET TimeZone`);
+      await db.execute(sql`RESET DateStyle`);
+    }
   });
 });
