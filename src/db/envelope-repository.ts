@@ -1,5 +1,5 @@
 /** PostgreSQL implementation of the domain's EnvelopeRepository (same code on postgres.js and PGlite). */
-import { and, asc, desc, eq, exists, inArray, isNotNull, isNull, like, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, exists, inArray, isNotNull, like, lt, or, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn, PgPreparedQuery, PreparedQueryConfig } from 'drizzle-orm/pg-core';
 import type {
   EnvelopeRecord,
@@ -346,7 +346,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
     async completeFile(fileId, result, at) {
       const [row] = await db
         .update(files)
-        .set({ size: result.size, sha256: result.sha256, completedAt: at, hashState: null })
+        .set({ size: result.size, sha256: result.sha256, completedAt: at })
         .where(eq(files.id, fileId))
         .returning();
       return row === undefined ? null : toFile(row);
@@ -512,15 +512,6 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
       return items;
     },
 
-    async loadHashState(fileId) {
-      const [row] = await db.select({ state: files.hashState, offset: files.hashOffset }).from(files).where(eq(files.id, fileId));
-      if (row === undefined || row.state === null || row.offset === null) return null;
-      return { state: row.state, offset: row.offset };
-    },
-
-    async saveHashState(fileId, state, offset) {
-      await db.update(files).set({ hashState: state, hashOffset: offset }).where(and(eq(files.id, fileId), isNull(files.completedAt)));
-    },
 
     async expiredDrafts(before, limit) {
       const rows = await db

@@ -232,9 +232,6 @@ export const files = pgTable(
     recipientKeyIds: text('recipient_key_ids').array(),
     /** Size announced at creation (null while tus creation-defer-length). */
     declaredSize: bigint('declared_size', { mode: 'number' }),
-    /** Serialised SHA-256 state after `hashOffset` bytes (see storage/hashing-store.ts). */
-    hashState: bytea('hash_state'),
-    hashOffset: bigint('hash_offset', { mode: 'number' }),
     uploadedBy: uuid('uploaded_by').references(() => principals.id),
     ...timestamps,
     completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),

@@ -342,8 +342,6 @@ export interface EnvelopeRepository {
   findEvidence(id: string): Promise<StoredEvidence | null>;
   listMailbox(query: MailboxListQuery): Promise<MailboxListItem[]>;
   /** Running SHA-256 state of an upload (hashing-store). */
-  loadHashState(fileId: string): Promise<{ state: Buffer; offset: number } | null>;
-  saveHashState(fileId: string, state: Buffer, offset: number): Promise<void>;
   /** Drafts created before `before` (expired), oldest first. */
   expiredDrafts(before: Date, limit: number): Promise<EnvelopeRecord[]>;
   /** Storage keys of all file rows whose key starts with `prefix`. */

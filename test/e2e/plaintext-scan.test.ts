@@ -220,11 +220,11 @@ forEachBackend(t, 'the server never holds the plaintext', async (t, parts) => {
   };
 
   t.test('the scan finds a planted copy in each place', async (t) => {
-    // Database: a bytea column (rendered as hex by the dump) holds a slice of the marker for a moment.
-    const [file] = rowsOf<{ id: string; hash_state: Buffer | null }>(await db.execute(sql`SELECT id, hash_state FROM files LIMIT 1`));
-    await db.execute(sql`UPDATE files SET hash_state = ${marker.subarray(0, 4096)} WHERE id = ${file!.id}`);
+    // Database: a text column holds a slice of the marker (hex, as a bytea column renders) for a moment.
+    const [file] = rowsOf<{ id: string; name: string }>(await db.execute(sql`SELECT id, name FROM files LIMIT 1`));
+    await db.execute(sql`UPDATE files SET name = ${marker.subarray(0, 4096).toString('hex')} WHERE id = ${file!.id}`);
     t.ok(await contains(places.database(), needles), 'database: found');
-    await db.execute(sql`UPDATE files SET hash_state = ${file!.hash_state} WHERE id = ${file!.id}`);
+    await db.execute(sql`UPDATE files SET name = ${file!.name} WHERE id = ${file!.id}`);
     await services.blobStore.put('planted/marker', Readable.from([marker]));
     t.ok(await contains(places['blob store'](), needles), 'blob store: found');
     await services.blobStore.delete('planted/marker');
