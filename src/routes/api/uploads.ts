@@ -276,8 +276,9 @@ export default async function uploads(app: FastifyInstance, { services }: { serv
         webRequest = staged.request;
         cleanup = staged.cleanup;
       } else if (request.method === 'PATCH' || request.method === 'POST') {
-        // An own property shadows NodeRequest's body getter (see requestBody).
-        Object.defineProperty(webRequest, 'body', { value: requestBody(request.raw as IncomingMessage) });
+        // An own getter shadows NodeRequest's (see requestBody); like it, the stream is made on first use.
+        let body: ReadableStream<Uint8Array> | undefined;
+        Object.defineProperty(webRequest, 'body', { get: () => (body ??= requestBody(request.raw as IncomingMessage)) });
       }
       callers.set(webRequest, { caller: request.caller, log: request.log, traceId: request.id });
       response = await tus.handleWeb(webRequest);
