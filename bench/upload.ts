@@ -37,7 +37,6 @@ import {
   randomFile,
   startServer,
   EMBEDDED_DEFAULT_ENV,
-  PLAIN_HTTP_ENV,
   freshDatabase,
 } from './lib.ts';
 import { loadConfig } from '../src/config.ts';
@@ -99,7 +98,7 @@ export async function run(): Promise<BenchResult> {
     servers.push(bx.server);
     // The production database, when there is one: PostgreSQL, blobs still in the local folder.
     if (databaseUrl !== undefined) database = await freshDatabase(databaseUrl, DATABASE);
-    const bxPg = database === undefined ? undefined : await startBxchange(bxPgDir, bytes, { ...EMBEDDED_DEFAULT_ENV, DATABASE_URL: database.url, ...PLAIN_HTTP_ENV });
+    const bxPg = database === undefined ? undefined : await startBxchange(bxPgDir, bytes, { ...EMBEDDED_DEFAULT_ENV, DATABASE_URL: database.url });
     if (bxPg !== undefined) servers.push(bxPg.server);
     const blobFolderEmptied = (dir: string, name: string) => ({
       async verify() {},

@@ -341,7 +341,6 @@ export interface EnvelopeRepository {
   withDeadlines(address: string, limit: number): Promise<EnvelopeRecord[]>;
   findEvidence(id: string): Promise<StoredEvidence | null>;
   listMailbox(query: MailboxListQuery): Promise<MailboxListItem[]>;
-  /** Running SHA-256 state of an upload (hashing-store). */
   /** Drafts created before `before` (expired), oldest first. */
   expiredDrafts(before: Date, limit: number): Promise<EnvelopeRecord[]>;
   /** Storage keys of all file rows whose key starts with `prefix`. */
