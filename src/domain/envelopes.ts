@@ -27,6 +27,7 @@ import {
   type EnvelopeRepository,
   type FileRecord,
   type MailboxListItem,
+  type MailboxListQuery,
   type PinnedKey,
   type RecipientRecord,
   type StoredEvidence,
@@ -225,6 +226,32 @@ function parseMailboxCursor(cursor: string | undefined): { time: Date; id: strin
     if (!Number.isNaN(time.getTime()) && time.toISOString() === value.t && time.getUTCFullYear() >= 1) return { time, id: value.i };
   }
   throw new ValidationError([{ in: 'query', name: 'cursor', detail: 'The cursor is not one this server issued' }], 'Invalid cursor');
+}
+
+export interface MailboxListOptions {
+  direction: 'in' | 'out';
+  type?: string;
+  status?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+/** Who may list a mailbox (the read role on it) and the repository query a listing sends, one row beyond the page. */
+function mailboxListQuery(caller: Caller, address: string, options: MailboxListOptions): { query: MailboxListQuery; limit: number } {
+  const roles = rolesOn(caller, address);
+  if (roles.length === 0) throw new NotFoundError(`No mailbox ${address} among yours`);
+  if (!roles.includes('read')) throw new ForbiddenError(`Listing ${address} needs the read role`);
+  const limit = pageLimit(options.limit);
+  const after = parseMailboxCursor(options.cursor);
+  const query: MailboxListQuery = {
+    address,
+    direction: options.direction,
+    limit: limit + 1,
+    ...(options.type === undefined ? {} : { type: options.type }),
+    ...(options.status === undefined ? {} : { status: options.status }),
+    ...(after === undefined ? {} : { after }),
+  };
+  return { query, limit };
 }
 
 /** A mailbox's key as it can be pinned now, or why it cannot. */
@@ -622,29 +649,28 @@ export function createEnvelopes(deps: EnvelopesDeps) {
     },
 
     /** Inbox (`in`: submitted envelopes delivered to the mailbox) or outbox (`out`: drafts and sent). */
-    async listMailbox(
-      caller: Caller,
-      address: string,
-      options: { direction: 'in' | 'out'; type?: string; status?: string; cursor?: string; limit?: number },
-    ): Promise<Page<MailboxListItem>> {
-      const roles = rolesOn(caller, address);
-      if (roles.length === 0) throw new NotFoundError(`No mailbox ${address} among yours`);
-      if (!roles.includes('read')) throw new ForbiddenError(`Listing ${address} needs the read role`);
-      const limit = pageLimit(options.limit);
-      const after = parseMailboxCursor(options.cursor);
-      const rows = await envelopes.listMailbox({
-        address,
-        direction: options.direction,
-        limit: limit + 1,
-        ...(options.type === undefined ? {} : { type: options.type }),
-        ...(options.status === undefined ? {} : { status: options.status }),
-        ...(after === undefined ? {} : { after }),
-      });
+    async listMailbox(caller: Caller, address: string, options: MailboxListOptions): Promise<Page<MailboxListItem>> {
+      const { query, limit } = mailboxListQuery(caller, address, options);
+      const rows = await envelopes.listMailbox(query);
       const today = brusselsDate(clock.now());
       for (const row of rows) row.overdue = isOverdue(row.envelope, today);
       if (rows.length <= limit) return { items: rows };
       const items = rows.slice(0, limit);
       return { items, nextCursor: mailboxCursor(items[items.length - 1]!) };
+    },
+
+    /**
+     * The same page, its items already the HTTP contract's JSON text (the
+     * API's listing; see listMailboxJson in db/envelope-repository.ts): the
+     * same authorisation, filters, order, cursor and overdue rule.
+     */
+    async listMailboxJson(caller: Caller, address: string, options: MailboxListOptions, hrefPrefix: string): Promise<{ items: string[]; nextCursor?: string }> {
+      const { query, limit } = mailboxListQuery(caller, address, options);
+      const rows = await envelopes.listMailboxJson(query, { today: brusselsDate(clock.now()), finalDecisions: [...FINAL_DECISIONS], hrefPrefix });
+      const items = rows.slice(0, limit).map((r) => r.json);
+      if (rows.length <= limit) return { items };
+      const last = rows[limit - 1]!;
+      return { items, nextCursor: encodeCursorValue({ t: last.sortTime, i: last.id }) };
     },
 
     /**

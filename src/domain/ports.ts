@@ -310,6 +310,23 @@ export interface MailboxListItem {
   overdue?: boolean;
 }
 
+/** A list item as the HTTP contract's JSON text (EnvelopeSummaryView), and where a cursor after it points. */
+export interface MailboxJsonRow {
+  json: string;
+  /** The listing's sort time (ISO-8601 UTC with milliseconds) and the envelope id. */
+  sortTime: IsoInstant;
+  id: string;
+}
+
+/** What a JSON list item needs beyond the rows: the overdue rule's inputs and the envelopes' URL prefix. */
+export interface MailboxJsonView {
+  /** Brussels date, YYYY-MM-DD. */
+  today: string;
+  finalDecisions: readonly string[];
+  /** `href` is this followed by the envelope id. */
+  hrefPrefix: string;
+}
+
 export interface EnvelopeRepository {
   create(envelope: NewEnvelope, audit: AuditInput): Promise<EnvelopeRecord>;
   find(id: string): Promise<EnvelopeRecord | null>;
@@ -341,6 +358,8 @@ export interface EnvelopeRepository {
   withDeadlines(address: string, limit: number): Promise<EnvelopeRecord[]>;
   findEvidence(id: string): Promise<StoredEvidence | null>;
   listMailbox(query: MailboxListQuery): Promise<MailboxListItem[]>;
+  /** The same rows (at most `limit`) as the HTTP contract's JSON, for the API's listing. */
+  listMailboxJson(query: MailboxListQuery, view: MailboxJsonView): Promise<MailboxJsonRow[]>;
   /** Drafts created before `before` (expired), oldest first. */
   expiredDrafts(before: Date, limit: number): Promise<EnvelopeRecord[]>;
   /** Storage keys of all file rows whose key starts with `prefix`. */

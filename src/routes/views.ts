@@ -61,10 +61,15 @@ export const tokenView = (t: TokenInfo) => ({
 /** `{items, next}` where `next` repeats the request's path and filters with the new cursor. */
 export function pageView<T, V>(page: Page<T>, view: (item: T) => V, path: string, query: Record<string, string | undefined>) {
   if (page.nextCursor === undefined) return { items: page.items.map(view) };
+  return { items: page.items.map(view), next: nextLink(path, query, page.nextCursor) };
+}
+
+/** The next page's URL: the same query with the cursor after the last item. */
+export function nextLink(path: string, query: Record<string, string | undefined>, cursor: string): string {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(query)) if (value !== undefined && key !== 'cursor') params.set(key, value);
-  params.set('cursor', page.nextCursor);
-  return { items: page.items.map(view), next: `${path}?${params.toString()}` };
+  params.set('cursor', cursor);
+  return `${path}?${params.toString()}`;
 }
 
 export const limitOf = (query: { limit?: string }) => (query.limit === undefined ? undefined : Number(query.limit));

@@ -5,7 +5,10 @@
  * stored instants with 0 ms, with microseconds (truncated, as a Date
  * truncates them), across a day and year boundary, read by a session whose
  * time zone is not UTC and whose DateStyle is not ISO; and a listed item says the same as the whole
- * envelope (formatted by JavaScript dates) for every field they share.
+ * envelope (formatted by JavaScript dates) for every field they share. The
+ * API's listing has PostgreSQL write each item as JSON: its page must be the
+ * page the domain's records make (the overdue rule included, on its edge
+ * cases, and metadata with every kind of character JSON escapes).
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
@@ -16,8 +19,16 @@ import { createEnvelopeRepository } from '../../src/db/envelope-repository.ts';
 import { EnvelopeSummaryView, listOf } from '../../src/routes/schemas.ts';
 import { json } from '../helpers/problem.ts';
 import { forEachBackend, startApp } from '../helpers/backends.ts';
+import { brusselsDate } from '../../src/domain/calendar.ts';
+import { envelopeSummaryView, pageView } from '../../src/routes/views.ts';
 
 const API = '/api/v1';
+
+/** The overdue rule's "final decision taken", written out here: a decisions array holding a final kind. */
+const decidedByHand = (computed: unknown) => {
+  const decisions = (computed as { decisions?: unknown }).decisions;
+  return Array.isArray(decisions) && decisions.some((d) => typeof d === 'object' && d !== null && ['suspension', 'annulment', 'approval', 'refusal'].includes((d as { kind?: unknown }).kind as string));
+};
 
 /** Stored instants (PostgreSQL literals) and the text the contract shows for each, written out by hand. */
 const CASES = [
@@ -112,8 +123,10 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
     }
   });
 
-  t.test("a listing's body is, byte for byte, what the response schema's serialiser makes of it", async (t) => {
-    // The route serialises with JSON.stringify; fast-json-stringify on the published schema is the reference.
+  t.test("a listing's body holds exactly what the response schema's serialiser makes of it", async (t) => {
+    // PostgreSQL writes the items (spaces around ':' and after ','); fast-json-stringify on the published
+    // schema is the reference for which keys, in which order, with which types: re-serialised compactly,
+    // the body must be what the schema's serialiser makes of the same values (nothing extra, nothing missing).
     const bySchema = fastJson(listOf(EnvelopeSummaryView) as object);
     for (const [address, query, who] of [
       ['secretariat@uccle', 'direction=in', token],
@@ -124,11 +137,101 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
       const res = await api.call('GET', `${API}/mailboxes/${address}/envelopes?${query}`, { token: who });
       t.equal(res.statusCode, 200);
       t.equal(res.headers['content-type'], 'application/json; charset=utf-8', `${query}: content type`);
-      t.equal(res.body, bySchema(JSON.parse(res.body)), `${address} ${query}: the same bytes`);
+      const body = JSON.parse(res.body);
+      t.ok(body.items.length > 0, `${query}: items`);
+      t.equal(JSON.stringify(body), bySchema(body), `${address} ${query}: the schema's keys, order and types`);
       t.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body), `${query}: content length`);
     }
     t.ok(json(await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in&limit=1`, { token })).next, 'a page with a next link was among them');
     t.match(json(await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in`, { token })).items[1].metadata, { subject: 'Lettre n° 1 — été' }, 'non-ASCII metadata');
+  });
+
+  t.test("the API's page (items written by PostgreSQL) is the page the domain's records make, overdue rule included", async (t) => {
+    // Two more mailboxes, so that the pages above keep their three envelopes.
+    await post(`${API}/entities/ixelles/mailboxes`, { name: 'legal' });
+    await post(`${API}/entities/uccle/mailboxes`, { name: 'legal' });
+    const reader = await post(`${API}/principals`, {
+      name: 'legal-reader',
+      kind: 'user',
+      memberships: [
+        { mailbox: 'legal@uccle', roles: ['read'] },
+        { mailbox: 'legal@ixelles', roles: ['read'] },
+      ],
+    });
+    const readerToken = (await post(`${API}/principals/${reader.id}/tokens`, {})).token as string;
+    const today = brusselsDate(api.services.clock.now());
+    const day = (offset: number) => new Date(Date.parse(`${today}T12:00:00Z`) + offset * 86_400_000).toISOString().slice(0, 10);
+    // [status, deadline, computed]: the overdue rule's cases, each with the answer isOverdue gives.
+    const cases: Array<[string, string | null, unknown]> = [
+      ['submitted', day(-30), {}],
+      ['submitted', day(-30), { decisions: [{ kind: 'approval' }] }],
+      ['submitted', day(-30), { decisions: [{ kind: 'observation' }, { kind: 'annulment', on: day(-2) }] }],
+      ['submitted', day(-30), { decisions: [{ kind: 'observation' }] }],
+      ['submitted', day(-30), { decisions: { kind: 'approval' } }],
+      ['submitted', day(-30), { decisions: ['approval', 5, [], { kind: 5 }, {}] }],
+      ['submitted', day(-30), { decisions: 'approval' }],
+      ['submitted', day(-1), { warnings: ['late'] }],
+      ['submitted', today, {}],
+      ['submitted', day(1), {}],
+      ['submitted', null, {}],
+      ['draft', day(-30), {}],
+    ];
+    const metadata = [
+      { subject: 'Guillemets " et barre \\ oblique', n: 1.5, big: 12345678901234, neg: -7, ok: true, none: null, list: [1, 'deux', { trois: [3] }] },
+      { subject: 'Contrôle \u0001\u001f, tab\t, ligne\n, retour\r, U+2028 \u2028 et U+2029 \u2029', emoji: '📎 Ω é ß', empty: {}, nested: { a: { b: { c: '' } } } },
+      { subject: '<script>alert(1)</script> & \'apostrophe\'', clé: 'valeur', 'key with spaces': [] },
+    ];
+    const ids: string[] = [];
+    for (const [i, [status, deadline, computed]] of cases.entries()) {
+      const id = randomUUID();
+      ids.push(id);
+      await db.execute(sql`INSERT INTO envelopes (id, type, type_version, from_mailbox, status, metadata, computed, created_by, created_at, submitted_at, deadline)
+        VALUES (${id}, 'tutelle.act', '1.0', 'legal@ixelles', ${status}, ${JSON.stringify(metadata[i % metadata.length])}::jsonb, ${JSON.stringify(computed)}::jsonb,
+                ${sender.id}, ${`2026-05-01T10:00:00.${String(i).padStart(3, '0')}Z`}::timestamptz, ${status === 'draft' ? null : `2026-05-01T10:00:01.${String(i).padStart(3, '0')}Z`}::timestamptz, ${deadline}::date)`);
+      if (status === 'submitted') {
+        await db.execute(sql`INSERT INTO envelope_recipients (envelope_id, mailbox_address, status, delivered_at)
+          VALUES (${id}, 'legal@uccle', ${i % 2 === 0 ? 'delivered' : 'retrieved'}, ${`2026-05-01T10:00:02.${String(i).padStart(3, '0')}Z`}::timestamptz)`);
+        // A second recipient the reader cannot read: shown in the item's recipients all the same.
+        await db.execute(sql`INSERT INTO envelope_recipients (envelope_id, mailbox_address, status, delivered_at)
+          VALUES (${id}, 'archives@uccle', 'delivered', ${`2026-05-01T10:00:02.${String(i).padStart(3, '0')}Z`}::timestamptz)`);
+      }
+    }
+    const caller = { type: 'principal' as const, principal: (await api.services.directoryRepository.findPrincipal(reader.id))!, tokenId: null };
+    const expectedOverdue = cases.map(([status, deadline, computed]) => status === 'submitted' && deadline !== null && today > deadline && !decidedByHand(computed));
+    t.same(expectedOverdue, [true, false, false, true, true, true, true, true, false, false, false, false], 'the cases cover both answers');
+    let seen = 0;
+    for (const [address, query] of [
+      ['legal@uccle', { direction: 'in', limit: '4' }],
+      ['legal@uccle', { direction: 'in', limit: '3', status: 'retrieved', type: 'tutelle.act' }],
+      ['legal@ixelles', { direction: 'out', limit: '5' }],
+      ['legal@ixelles', { direction: 'out', status: 'draft' }],
+    ] as const) {
+      const path = `${API}/mailboxes/${address}/envelopes`;
+      let url: string | undefined = `${path}?${new URLSearchParams(query)}`;
+      let cursor: string | undefined;
+      let pages = 0;
+      while (url !== undefined) {
+        const res = await api.call('GET', url, { token: readerToken });
+        t.equal(res.statusCode, 200, url);
+        const body = JSON.parse(res.body);
+        const page = await api.services.envelopes.listMailbox(caller, address, {
+          direction: query.direction,
+          ...('type' in query ? { type: query.type } : {}),
+          ...('status' in query ? { status: query.status } : {}),
+          ...(cursor === undefined ? {} : { cursor }),
+          ...('limit' in query ? { limit: Number(query.limit) } : {}),
+        });
+        const expected = pageView(page, (item) => envelopeSummaryView(item.envelope, query.direction === 'in' ? address : undefined, item.overdue), path, query);
+        t.same(body, JSON.parse(JSON.stringify(expected)), `${url}: the same page`);
+        for (const item of body.items) t.equal(item.overdue, expectedOverdue[ids.indexOf(item.id)], `${url}: ${item.id} overdue`);
+        seen += body.items.length;
+        cursor = page.nextCursor;
+        url = body.next;
+        pages++;
+      }
+      t.ok(pages >= (address === 'legal@ixelles' && !('status' in query) ? 3 : 1), `${address} ${JSON.stringify(query)}: ${pages} page(s)`);
+    }
+    t.equal(seen, 11 + 5 + 12 + 1, 'every envelope listed where it belongs (inbox, retrieved ones, outbox, drafts)');
   });
 
   t.test('a session in another time zone and DateStyle lists the same text, and the same sort instants', async (t) => {
@@ -167,6 +270,17 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
           );
           t.equal(sortTime.toISOString(), direction === 'in' ? e.deliveredAt : e.createdAt, `${zone} ${direction} ${i}: sort instant`);
         }
+      }
+      // The API's listing, written as JSON by this session: the same instants, and the deadline as YYYY-MM-DD whatever the DateStyle.
+      const written = await repository.listMailboxJson({ address: 'secretariat@uccle', direction: 'in', limit: 10 }, { today: '2026-01-01', finalDecisions: [], hrefPrefix: '/x/' });
+      t.same(written.map((row) => row.id), newestFirst.map((i) => ids[i]), `${zone}: JSON rows in order`);
+      for (const [n, i] of newestFirst.entries()) {
+        const item = JSON.parse(written[n]!.json);
+        const e = EXPECTED[i]!;
+        t.same([item.createdAt, item.submittedAt, item.deadline], [e.createdAt, e.submittedAt, i === 1 ? '2026-04-01' : null], `${zone} JSON ${i}: instants and deadline`);
+        t.same(item.recipients.map((r: any) => [r.deliveredAt, r.retrievedAt, r.acknowledgedAt]), [0, 1].map(() => [e.deliveredAt, e.retrievedAt, e.acknowledgedAt]), `${zone} JSON ${i}: recipient instants`);
+        t.equal(written[n]!.sortTime, e.deliveredAt, `${zone} JSON ${i}: sort instant`);
+        t.equal(item.href, `/x/${ids[i]}`);
       }
       // A cursor taken from this session continues the listing exactly.
       const first = await repository.listMailbox({ address: 'secretariat@uccle', direction: 'in', limit: 1 });
