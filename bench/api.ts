@@ -330,14 +330,14 @@ export async function run(): Promise<BenchResult> {
     });
     servers.push(bx.child);
     // The bare route answers, for each scenario URL, the body bxchange gave for it.
-    const payloads: Record<string, unknown> = {};
+    const payloads: Record<string, string> = {};
     const sizes: Record<string, number> = {};
     for (const s of SCENARIOS) {
       const res = await getJson(`${bx.base}${listPath(s.query)}`, auth);
       if (res.status !== 200) throw new Error(`api: bxchange answered ${res.status} to ${listPath(s.query)}: ${res.text.slice(0, 300)}`);
       const body = JSON.parse(res.text) as { items: unknown[]; next?: string };
       if (body.items.length !== PAGE || body.next === undefined) throw new Error(`api: ${listPath(s.query)} gave ${body.items.length} items (next: ${body.next !== undefined}), expected a full page of ${PAGE} and a next link`);
-      payloads[listPath(s.query)] = body;
+      payloads[listPath(s.query)] = res.text;
       sizes[s.key] = Buffer.byteLength(res.text);
     }
     await writeFile(path.join(work, 'payloads.json'), JSON.stringify(payloads));
@@ -345,8 +345,8 @@ export async function run(): Promise<BenchResult> {
     servers.push(bare.child);
     for (const s of SCENARIOS) {
       const res = await getJson(`${bare.base}${listPath(s.query)}`, {});
-      if (res.status !== 200 || Buffer.byteLength(res.text) !== sizes[s.key]) {
-        throw new Error(`api: the bare route answered ${res.status} with ${Buffer.byteLength(res.text)} bytes for ${s.key}, bxchange ${sizes[s.key]}`);
+      if (res.status !== 200 || res.text !== payloads[listPath(s.query)]) {
+        throw new Error(`api: the bare route answered ${res.status} with ${Buffer.byteLength(res.text)} bytes for ${s.key}, not bxchange's ${sizes[s.key]} bytes`);
       }
     }
     const candidates: Server[] = [
@@ -514,7 +514,7 @@ export async function run(): Promise<BenchResult> {
         `${seeded.seededNow ? `seeded by this run in ${seeded.seedSeconds.toFixed(0)} s` : `seeded ${seeded.seededAt.slice(0, 16).replace('T', ' ')} UTC in ${seeded.seedSeconds.toFixed(0)} s and reused`} (INSERT … SELECT generate_series, then VACUUM ANALYZE).`,
       `bxchange: the real app (createServices + buildApp, postgres.js pool of 10, LOG_LEVEL=warn) in its own process; a machine principal with the read role on ${INBOX}, a fresh bearer token per run (revoked at the end). ` +
         `One listing request sends ${plans.perRequest.length} statements, one after the other: ${plans.perRequest.join(', ')} (authentication: token, principal, memberships, then the last-use UPDATE, which changes the row at most once a minute; then the page and its recipients).`,
-      `Bare route: Fastify with one GET route on the same URL answering the body bxchange answered (inbox ${(sizes.inbox! / 1024).toFixed(1)} KiB, filtered ${(sizes.filtered! / 1024).toFixed(1)} KiB, 50 items and a next link), serialised by JSON.stringify; no authentication, no database.`,
+      `Bare route: Fastify with one GET route on the same URL answering the body bxchange answered (inbox ${(sizes.inbox! / 1024).toFixed(1)} KiB, filtered ${(sizes.filtered! / 1024).toFixed(1)} KiB, 50 items and a next link), the very bytes, kept as a string (bxchange's items are written as JSON by PostgreSQL, so the bare route does not serialise either); no authentication, no database.`,
       `Load: autocannon ${packageVersion('autocannon')} in the runner process, keep-alive, no pipelining. A fixed rate R is split over ${phases} autocannon instances (overallRate R/${phases}, ${connectionsPerPhase} connections each) started ${(1000 / phases).toFixed(0)} ms apart, so requests come in small bursts all through the second instead of one burst of every connection at the start of it (autocannon's rate limit sends a connection's share back to back, then waits); at most ${phases * connectionsPerPhase} requests in flight. ` +
         `"Unthrottled": one instance, ${connections} connections, no rate limit (closed loop): the throughput a server sustains. Each run lasts ${seconds} s, after a warm-up of ${warmupS} s per server and scenario at ${Math.min(...rates)} req/s (not counted). ` +
         `Latency: write of the request to the end of the response, every 2xx response, nearest-rank percentiles; autocannon's coordinated-omission correction is off (it back-fills 1 ms-spaced samples and lowers the percentiles). A rate is "sustained" when ≥ 95% of it is answered with 2xx and nothing fails.`,

@@ -4,8 +4,8 @@
  *                                              (the benchmark's database, already migrated and seeded),
  *                                              configured by the BXCHANGE_* environment like `bxchange serve`
  *   node bench/api/server.ts bare <payloads>   Fastify with one JSON route, GET /api/v1/mailboxes/:address/envelopes,
- *                                              answering the object stored for the request URL in the
- *                                              <payloads> JSON file ({ url: body }), nothing else
+ *                                              answering the body stored for the request URL in the
+ *                                              <payloads> JSON file ({ url: body text }) as it is, nothing else
  * Listens on 127.0.0.1, a free port, and prints {"ready":true,"port":N} on stdout.
  */
 import { readFile } from 'node:fs/promises';
@@ -32,13 +32,13 @@ if (kind === 'bxchange') {
   };
 } else if (kind === 'bare') {
   if (payloadFile === undefined) throw new Error('bare needs a payload file');
-  const payloads = new Map(Object.entries(JSON.parse(await readFile(payloadFile, 'utf8')) as Record<string, unknown>));
+  const payloads = new Map(Object.entries(JSON.parse(await readFile(payloadFile, 'utf8')) as Record<string, string>));
   const { default: Fastify } = await import('fastify');
   const app = Fastify({ logger: false });
   app.get('/api/v1/mailboxes/:address/envelopes', async (request, reply) => {
     const body = payloads.get(request.url);
     if (body === undefined) return reply.code(404).send({ title: 'no payload for this URL' });
-    return body;
+    return reply.type('application/json; charset=utf-8').send(body);
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as { port: number }).port;
