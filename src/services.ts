@@ -124,7 +124,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const adminTokenHash = overrides.adminTokenHash ?? (config.adminToken === undefined ? undefined : hashSecret(config.adminToken));
   const directoryRepository = createDirectoryRepository(database.db);
   const directory = createDirectory({ repository: directoryRepository, clock, adminTokenHash });
-  const envelopeRepository = createEnvelopeRepository(database.db);
+  const envelopeRepository = createEnvelopeRepository(database.db, database.listingDb);
   const keyRepository = createKeyRepository(database.db);
   const sshKeys = createSshKeys({ repository: createSshKeyRepository(database.db), directory: directoryRepository, clock });
   const keys = createKeys({ repository: keyRepository, directory: directoryRepository, clock });

@@ -199,7 +199,8 @@ const LISTING_ROWS = [11, 26, 51, 101, 201];
 const listingShape = (query: MailboxListQuery, rows: number) =>
   `${query.type === undefined ? '' : 't'}_${query.status === undefined ? '' : 's'}_${query.after === undefined ? '' : 'c'}_${rows}`;
 
-export function createEnvelopeRepository(db: Db): EnvelopeRepository {
+/** `listingDb`: where the mailbox listings run (Database.listingDb: generic plans on PostgreSQL). */
+export function createEnvelopeRepository(db: Db, listingDb: Db = db): EnvelopeRepository {
   type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
   async function load(rows: EnvelopeRow[], withFiles: boolean): Promise<EnvelopeRecord[]> {
@@ -308,7 +309,7 @@ export function createEnvelopeRepository(db: Db): EnvelopeRepository {
     let statement = listings.get(key);
     if (statement === undefined) {
       // No fields: the driver's rows as they come (postgres.js: an array of objects, PGlite: `{ rows }`).
-      statement = db._.session.prepareQuery(buildListing(query, rows, json).toSQL(), undefined, `listing_${key}`, false);
+      statement = listingDb._.session.prepareQuery(buildListing(query, rows, json).toSQL(), undefined, `listing_${key}`, false);
       listings.set(key, statement);
     }
     return statement;

@@ -234,6 +234,23 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
     t.equal(seen, 11 + 5 + 12 + 1, 'every envelope listed where it belongs (inbox, retrieved ones, outbox, drafts)');
   });
 
+  t.test('on PostgreSQL the listings run on sessions of their own that use generic plans only', async (t) => {
+    const database = api.services.database;
+    const mode = async (on: Db) => rowsOf<{ mode: string }>(await on.execute(sql`SELECT current_setting('plan_cache_mode') AS mode`))[0]?.mode;
+    if (database.kind === 'pglite') {
+      t.equal(database.listingDb, database.db, 'PGlite has one session: the listings run on it');
+      return;
+    }
+    t.equal(await mode(database.listingDb), 'force_generic_plan', 'listing sessions');
+    t.equal(await mode(database.db), 'auto', 'every other statement keeps the default');
+    const name = rowsOf<{ name: string }>(await database.listingDb.execute(sql`SELECT current_setting('application_name') AS name`))[0]?.name;
+    t.equal(name, 'bxchange', 'named like the main pool (monitoring, the api benchmark)');
+    // A filtered listing (the shape the plan cache planned again at every run) answers through them.
+    const res = await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in&status=acknowledged&type=general.letter`, { token });
+    t.equal(res.statusCode, 200);
+    t.equal(json(res).items.length, 2);
+  });
+
   t.test('a session in another time zone and DateStyle lists the same text, and the same sort instants', async (t) => {
     // PGlite has one session: the app's own. On PostgreSQL a new pool opens sessions with the database's default.
     const zones = ['Asia/Kathmandu', 'America/St_Johns'];
