@@ -14,15 +14,15 @@
  * database); skipped without it. See ./api/db.ts for the seed.
  *
  * Environment: BENCH_RUNS (default 3), BENCH_API_ROWS (default 1000000;
- * another size gets its own database), BENCH_API_SECONDS (default 6 per
+ * another size gets its own database), BENCH_API_SECONDS (default 5 per
  * run), BENCH_API_RATES (default 500,1000,2000), BENCH_API_PHASES (default
  * 20) and BENCH_API_PHASE_CONNECTIONS (default 2) shape the fixed-rate load
  * (see ./api/load.ts), BENCH_API_CONNECTIONS (default 40, the unthrottled
  * run), BENCH_API_DATABASE (another database name), BENCH_MAX_OTHER_CPU
  * (default 0.3 core), BENCH_MAX_REPEATS (default 3), BENCH_QUIET_TIMEOUT_S
- * (default 30), BENCH_API_WARMUP_S (default 10: the warm-up per server
+ * (default 30), BENCH_API_WARMUP_S (default 6: the warm-up per server
  * and scenario, not counted), BENCH_DEBUG=1. Only the defaults (1,000,000 rows, ≥ 3 runs
- * of ≥ 6 s: at 1,000 req/s a p99 over ≥ 6,000 requests) make a reference run.
+ * of ≥ 5 s: at 1,000 req/s a p99 over ≥ 5,000 requests) make a reference run.
  */
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -300,7 +300,7 @@ export async function run(): Promise<BenchResult> {
   const machine = machineInfo();
   const rows = envInt('BENCH_API_ROWS', 1_000_000, 1000);
   const runs = envInt('BENCH_RUNS', 3);
-  const seconds = envInt('BENCH_API_SECONDS', 6);
+  const seconds = envInt('BENCH_API_SECONDS', 5);
   const rates = envRates();
   const phases = envInt('BENCH_API_PHASES', 20);
   const connectionsPerPhase = envInt('BENCH_API_PHASE_CONNECTIONS', 2);
@@ -310,9 +310,9 @@ export async function run(): Promise<BenchResult> {
   const quietTimeoutS = envInt('BENCH_QUIET_TIMEOUT_S', 30, 0);
   // A server answers its first thousands of listings slower (JIT, heap sizing, PostgreSQL caches):
   // measured on bxchange, CPU per request still fell by a third between 3 s and 30 s at 400 req/s.
-  const warmupS = envInt('BENCH_API_WARMUP_S', 10, 1);
+  const warmupS = envInt('BENCH_API_WARMUP_S', 6, 1);
   const reference =
-    rows === 1_000_000 && runs >= 3 && seconds >= 6 && rates.join(',') === DEFAULT_RATES.join(',') && phases === 20 && connectionsPerPhase === 2 && connections === 40;
+    rows === 1_000_000 && runs >= 3 && seconds >= 5 && rates.join(',') === DEFAULT_RATES.join(',') && phases === 20 && connectionsPerPhase === 2 && connections === 40;
   const loads: Load[] = [...rates, 'max'];
 
   const seeded = await ensureSeeded(baseUrl, rows, (line) => console.log(line));
@@ -425,7 +425,8 @@ export async function run(): Promise<BenchResult> {
           for (const c of candidates) {
             const attempts: Sample[] = [];
             for (let attempt = 0; attempt <= maxRepeats; attempt++) {
-              const quiet = quietTimeoutS > 0 ? await waitForQuiet({ timeoutMs: quietTimeoutS * 1000 }) : { waitedMs: 0, quiet: true };
+              // One idle second (not two, as the long upload runs wait): 48 runs of 5 s, and the default set must stay under 15 min.
+              const quiet = quietTimeoutS > 0 ? await waitForQuiet({ timeoutMs: quietTimeoutS * 1000, windows: 1 }) : { waitedMs: 0, quiet: true };
               const x: Sample = { ...(await measure(c, s, l, seconds)), waitedS: quiet.waitedMs / 1000, quietBefore: quiet.quiet };
               attempts.push(x);
               const disturbed = load(x) > maxOther;
@@ -537,7 +538,7 @@ export async function run(): Promise<BenchResult> {
       `Deep pages, one request at a time through HTTP (median of 5, after one warm-up request): ${deepText}.`,
       ...plans.notes,
       `Other CPU: machine-wide busy CPU during the run minus the server, the PostgreSQL backends of the app's pool and the runner (autocannon); worst ${(Math.max(...all.map((x) => x.otherCpu / x.seconds)) * 100).toFixed(0)}% of one core. ` +
-        `Noise control: before each run the runner waited up to ${quietTimeoutS} s for an idle machine; a run with more than ${maxOther} core of other CPU was measured again (up to ${maxRepeats} times): ${repeated} discarded` +
+        `Noise control: before each run the runner waited up to ${quietTimeoutS} s for an idle machine (one second under 10% busy); a run with more than ${maxOther} core of other CPU was measured again (up to ${maxRepeats} times): ${repeated} discarded` +
         (keptDisturbed > 0 ? `, **${keptDisturbed} run(s) kept although disturbed (every attempt was)**` : '') +
         `; ${all.filter((x) => !x.quietBefore).length} run(s) started without a quiet machine.`,
     );
