@@ -569,7 +569,6 @@ export function createEnvelopeRepository(db: Db, listingDb: Db = db): EnvelopeRe
       return found.length > query.limit ? found.slice(0, query.limit) : found;
     },
 
-
     async expiredDrafts(before, limit) {
       const rows = await db
         .select()
