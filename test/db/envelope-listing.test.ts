@@ -57,17 +57,16 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
   await post(`${API}/entities/ixelles/mailboxes`, { name: 'secretariat' });
   await post(`${API}/entities/uccle/mailboxes`, { name: 'secretariat' });
   await post(`${API}/entities/uccle/mailboxes`, { name: 'archives' });
-  const principal = await post(`${API}/principals`, {
-    name: 'uccle-clerk',
-    kind: 'user',
-    memberships: [
-      { mailbox: 'secretariat@uccle', roles: ['read'] },
-      { mailbox: 'archives@uccle', roles: ['read'] },
-    ],
-  });
-  const token = (await post(`${API}/principals/${principal.id}/tokens`, {})).token as string;
-  const sender = await post(`${API}/principals`, { name: 'ixelles-clerk', kind: 'user', memberships: [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }] });
-  const senderToken = (await post(`${API}/principals/${sender.id}/tokens`, {})).token as string;
+  /** A user principal with these memberships, and a bearer token of theirs. */
+  const member = async (name: string, memberships: Array<{ mailbox: string; roles: string[] }>) => {
+    const principal = await post(`${API}/principals`, { name, kind: 'user', memberships });
+    return { principal, token: (await post(`${API}/principals/${principal.id}/tokens`, {})).token as string };
+  };
+  const { token } = await member('uccle-clerk', [
+    { mailbox: 'secretariat@uccle', roles: ['read'] },
+    { mailbox: 'archives@uccle', roles: ['read'] },
+  ]);
+  const { principal: sender, token: senderToken } = await member('ixelles-clerk', [{ mailbox: 'secretariat@ixelles', roles: ['read', 'send'] }]);
 
   // Oldest first, so the listing (newest first) shows them in reverse. Each goes to both uccle mailboxes;
   // archives@uccle keeps the same instants, secretariat@uccle's are the case's.
@@ -150,15 +149,10 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
     // Two more mailboxes, so that the pages above keep their three envelopes.
     await post(`${API}/entities/ixelles/mailboxes`, { name: 'legal' });
     await post(`${API}/entities/uccle/mailboxes`, { name: 'legal' });
-    const reader = await post(`${API}/principals`, {
-      name: 'legal-reader',
-      kind: 'user',
-      memberships: [
-        { mailbox: 'legal@uccle', roles: ['read'] },
-        { mailbox: 'legal@ixelles', roles: ['read'] },
-      ],
-    });
-    const readerToken = (await post(`${API}/principals/${reader.id}/tokens`, {})).token as string;
+    const { principal: reader, token: readerToken } = await member('legal-reader', [
+      { mailbox: 'legal@uccle', roles: ['read'] },
+      { mailbox: 'legal@ixelles', roles: ['read'] },
+    ]);
     const today = brusselsDate(api.services.clock.now());
     const day = (offset: number) => new Date(Date.parse(`${today}T12:00:00Z`) + offset * 86_400_000).toISOString().slice(0, 10);
     // [status, deadline, computed]: the overdue rule's cases, each with the answer isOverdue gives.
