@@ -38,6 +38,8 @@ import { INBOX, ensureSeeded, inboxRowAt, issueToken, recordingDb } from './api/
 import { fixedRate, saturate, type LoadResult } from './api/load.ts';
 import {
   BENCH_DIR,
+  baselineNodeArgs,
+  bxchangeNodeArgs,
   candidateResult,
   cpuWindow,
   envInt,
@@ -117,7 +119,7 @@ function envRates(): number[] {
 }
 
 async function startServer(args: string[], env: Record<string, string>): Promise<{ child: JsonChild; base: string }> {
-  const child = spawnJson(SERVER, args, env);
+  const child = spawnJson(SERVER, args, env, args[0] === 'bxchange' ? bxchangeNodeArgs() : baselineNodeArgs());
   const ready = await child.next((m) => m.ready === true, 120_000);
   return { child, base: `http://127.0.0.1:${ready.port}` };
 }

@@ -9,7 +9,7 @@
  * results section of BENCHMARKS.md. Helpers live in ./lib.ts.
  */
 import path from 'node:path';
-import { markdownFor, saveResult, writeBenchmarksMd, type BenchResult } from './lib.ts';
+import { markdownFor, saveResult, withNodeFlags, writeBenchmarksMd, type BenchResult } from './lib.ts';
 import * as concurrency from './concurrency.ts';
 import * as encryption from './encryption.ts';
 import * as memory from './memory.ts';
@@ -68,7 +68,7 @@ for (const name of names) {
     continue;
   }
   try {
-    const result = await bench.run();
+    const result = withNodeFlags(await bench.run());
     const file = await saveResult(result);
     await writeBenchmarksMd();
     console.log(`\n${markdownFor([result])}`);

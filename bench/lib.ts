@@ -10,11 +10,12 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { SERVER_NODE_FLAGS } from '../src/node-flags.ts';
 
 export const BENCH_DIR = import.meta.dirname;
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
@@ -153,6 +154,43 @@ export function processCpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After the name: state(3) ... utime is field 14, stime 15 (1-based) → indices 11, 12 here.
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+}
+
+/**
+ * user + system CPU seconds per thread kind of a process (Linux), keyed by thread name with digits
+ * folded (`V8 DefaultWorke`, `libuv-worker`, the main thread's own name…): where a server's CPU goes.
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const byKind = new Map<string, number>();
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byKind;
+  }
+  for (const tid of tasks) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+/g, '#');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+    byKind.set(name, (byKind.get(name) ?? 0) + seconds);
+  }
+  return byKind;
+}
+
+/** Per-kind CPU seconds spent between two `threadCpuSeconds` snapshots, largest first, as "name 1.23 s" text. */
+export function threadCpuDelta(before: Map<string, number>, after: Map<string, number>): string {
+  return [...after]
+    .map(([name, seconds]) => [name, seconds - (before.get(name) ?? 0)] as const)
+    .filter(([, seconds]) => seconds > 0.005)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, seconds]) => `${name} ${seconds.toFixed(2)} s`)
+    .join(', ');
 }
 
 function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
@@ -304,8 +342,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 process.once('exit', emergencyCleanup);
 
 /** Spawns `node <script> ...args` (same Node binary) whose stdout carries one JSON object per line. */
-export function spawnJson(script: string, args: string[], env: Record<string, string> = {}): JsonChild {
-  const child = spawn(process.execPath, [script, ...args], {
+export function spawnJson(script: string, args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): JsonChild {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...env },
   });
@@ -713,9 +751,47 @@ export async function writeBenchmarksMd(options: { resultsDir?: string; file?: s
 /** The upload servers of the upload, memory and concurrency benchmarks (bench/upload/server.ts). */
 export const UPLOAD_SERVER = path.join(BENCH_DIR, 'upload', 'server.ts');
 
+/**
+ * The Node flags a bxchange server of the benchmarks runs with: the product's own (SERVER_NODE_FLAGS, as
+ * `npm start`, `bxchange serve` and the Docker image pass them), so a benchmark measures what a user runs.
+ * BENCH_BXCHANGE_NODE_ARGS replaces them (space-separated, empty for none) for an A/B experiment.
+ */
+export function bxchangeNodeArgs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const override = env.BENCH_BXCHANGE_NODE_ARGS;
+  return override === undefined ? [...SERVER_NODE_FLAGS] : override.split(' ').filter((arg) => arg !== '');
+}
+
+/** Node flags of the baseline servers: none, or BENCH_SERVER_NODE_ARGS (space-separated) for an experiment. */
+export function baselineNodeArgs(env: NodeJS.ProcessEnv = process.env): string[] {
+  return (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+}
+
+/**
+ * Records the servers' Node flags in a result's parameters. A run whose bxchange servers did not run with
+ * the product's flags, or whose baselines ran with extra flags, is an experiment: not a reference run.
+ */
+export function withNodeFlags(result: BenchResult, env: NodeJS.ProcessEnv = process.env): BenchResult {
+  const bxchange = bxchangeNodeArgs(env).join(' ');
+  const baselines = baselineNodeArgs(env).join(' ');
+  const products = bxchange === SERVER_NODE_FLAGS.join(' ');
+  const experiment = !products || baselines !== '';
+  return {
+    ...result,
+    reference: result.reference && !experiment,
+    params: { ...result.params, bxchangeNodeFlags: bxchange === '' ? 'none' : bxchange, ...(baselines === '' ? {} : { baselineNodeFlags: baselines }) },
+    notes: experiment
+      ? [
+          ...result.notes,
+          `Experiment, not a reference run: bxchange's servers ran with Node flags "${bxchange || 'none'}" (the product's: "${SERVER_NODE_FLAGS.join(' ')}"), the baselines with "${baselines || 'none'}".`,
+        ]
+      : result.notes,
+  };
+}
+
 /** Starts one of bench/upload/server.ts's servers and waits until it listens. */
 export async function startServer(kind: string, args: string[], env: Record<string, string> = {}): Promise<{ server: JsonChild; base: string }> {
-  const server = spawnJson(UPLOAD_SERVER, [kind, ...args], env);
+  const nodeArgs = kind === 'bxchange' ? bxchangeNodeArgs() : baselineNodeArgs();
+  const server = spawnJson(UPLOAD_SERVER, [kind, ...args], env, nodeArgs);
   const ready = await server.next((m) => m.ready === true, 120_000);
   return { server, base: `http://127.0.0.1:${ready.port}` };
 }

@@ -27,6 +27,7 @@ import {
   BENCH_DIR,
   GiB,
   api,
+  bxchangeNodeArgs,
   candidateResult,
   envInt,
   formatBytes,
@@ -133,7 +134,7 @@ export async function run(): Promise<BenchResult> {
       LOG_LEVEL: 'warn',
       SFTP_PORT: '0',
       ...EMBEDDED_DEFAULT_ENV,
-    });
+    }, bxchangeNodeArgs());
     children.push(bx);
     const ready = await bx.next((m) => m.ready === true, 120_000);
     const base = `http://127.0.0.1:${ready.port}`;

@@ -1,7 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=300
 // The `bxchange` command. In a checkout (src/ present) on a Node that strips
 // TypeScript types, the sources run directly, so a stale dist/ never shadows
-// them; otherwise (Docker image, old Node) the compiled dist/ runs.
+// them; otherwise (Docker image, old Node) the compiled dist/ runs. The
+// first line passes the server's Node flags (src/node-flags.ts).
 import { existsSync } from 'node:fs';
 
 const built = new URL('../dist/cli/index.js', import.meta.url);

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createReceiptSigner } from './crypto/cms.ts';
 import { checkpoint } from './db/audit.ts';
 import { createServices, EVIDENCE_ISSUER, resolveAdminToken } from './services.ts';
+import { missingServerFlags } from './node-flags.ts';
 import { readTlsOptions } from './tls.ts';
 import { sftpDeps, startSftpServer, type SftpServer } from './sftp/server.ts';
 
@@ -72,6 +73,13 @@ export async function serve(config: Config): Promise<void> {
   if (config.sftp !== undefined) sftp = await startSftpServer(config.sftp, sftpDeps(services, app.log));
   void sweep().then(purge);
   void checkpointAudit();
+  const missingFlags = missingServerFlags();
+  if (missingFlags.length > 0) {
+    app.log.warn(
+      { missing: missingFlags },
+      'started without the Node flags the server needs to stream uploads cheaply (uploads cost about twice the CPU, see src/node-flags.ts): start it with npm start, bxchange serve or the Docker image, or pass them to node',
+    );
+  }
   if (embedded || services.blobStore.kind === 'fs') {
     app.log.warn(
       { database: services.database.kind, store: services.blobStore.kind, dataDir: config.dataDir },

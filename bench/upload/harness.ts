@@ -31,6 +31,8 @@ import {
   spawnJson,
   startServer,
   syncDisks,
+  threadCpuDelta,
+  threadCpuSeconds,
   waitForQuiet,
   type CandidateResult,
   type JsonChild,
@@ -38,6 +40,8 @@ import {
 } from '../lib.ts';
 
 const CLIENT = path.join(BENCH_DIR, 'upload', 'client.ts');
+/** BENCH_THREADS=1: print where each server's CPU went, per thread kind, after every run. */
+const THREADS = process.env.BENCH_THREADS === '1';
 export const WARMUP_BYTES = 16 * MiB;
 
 export interface Sample {
@@ -190,11 +194,13 @@ async function measure(candidate: Candidate, file: SourceFile, label: string, ba
     await resetPeakRss(pid);
     const serverStartRss = rssMiB(pid);
     const cpu0 = processCpuSeconds(pid);
+    const threads0 = THREADS ? threadCpuSeconds(pid) : undefined;
     const backend0 = backendSeconds();
     const window = cpuWindow();
     client.send('go');
     const done = await client.next((m) => m.event === 'done' || m.event === 'error');
     const serverCpu = processCpuSeconds(pid) - cpu0;
+    if (threads0 !== undefined) console.error(`${label} ${candidate.name} server threads: ${threadCpuDelta(threads0, threadCpuSeconds(pid))}`);
     const backendCpu = backendSeconds() - backend0;
     const serverPeakRss = peakRssMiB(pid);
     if (done.event !== 'done') throw new Error(`${candidate.name} upload failed: ${done.message}`);

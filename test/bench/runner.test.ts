@@ -10,6 +10,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { SERVER_NODE_FLAGS } from '../../src/node-flags.ts';
 import {
   candidateResult,
   markdownFor,
@@ -18,6 +19,7 @@ import {
   ratioResult,
   saveResult,
   summarize,
+  withNodeFlags,
   writeBenchmarksMd,
   type BenchResult,
   type MachineInfo,
@@ -136,6 +138,27 @@ t.test('markdown: heading, machine line, parameters, candidate table with extras
   const noRatios = markdownFor([tiny({ ratios: [], notes: [] })]);
   t.notMatch(noRatios, /\| ratio \|/, 'no ratio table without ratios');
   t.notMatch(noRatios, /^- /m, 'no notes list without notes');
+});
+
+t.test("servers' Node flags: the product's make a reference run, anything else an experiment", async (t) => {
+  const products = withNodeFlags(tiny(), {});
+  t.equal(products.reference, true, 'the product flags (BENCH_BXCHANGE_NODE_ARGS unset)');
+  t.equal(products.params.bxchangeNodeFlags, SERVER_NODE_FLAGS.join(' '));
+  t.notOk('baselineNodeFlags' in products.params);
+  t.same(products.notes, ['A note.'], 'no note');
+
+  t.equal(withNodeFlags(tiny(), { BENCH_BXCHANGE_NODE_ARGS: SERVER_NODE_FLAGS.join(' ') }).reference, true, 'the same flags given explicitly');
+
+  const none = withNodeFlags(tiny(), { BENCH_BXCHANGE_NODE_ARGS: '' });
+  t.equal(none.reference, false, 'bxchange without its flags');
+  t.equal(none.params.bxchangeNodeFlags, 'none');
+  t.match(none.notes.at(-1), /^Experiment, not a reference run: bxchange's servers ran with Node flags "none"/);
+
+  const baselines = withNodeFlags(tiny(), { BENCH_SERVER_NODE_ARGS: '--max-semi-space-size=1  --trace-gc' });
+  t.equal(baselines.reference, false, 'baselines with extra flags');
+  t.equal(baselines.params.baselineNodeFlags, '--max-semi-space-size=1 --trace-gc');
+
+  t.equal(withNodeFlags(tiny({ reference: false }), {}).reference, false, 'a smoke run stays one');
 });
 
 t.test('results file: appended per day, other entries kept', async (t) => {
