@@ -24,6 +24,6 @@ VOLUME ["/var/lib/bxchange", "/etc/bxchange/certs"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# The server's Node flags (src/node-flags.ts) go on the command line: NODE_OPTIONS stays free for operators.
+# The server's Node flags (src/node-flags.ts) go on the command line: Node refuses --heap-growing-percent in NODE_OPTIONS.
 ENTRYPOINT ["node", "--max-semi-space-size=8", "--heap-growing-percent=300", "bin/bxchange.js"]
 CMD ["serve"]

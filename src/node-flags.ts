@@ -22,15 +22,16 @@
  * - --heap-growing-percent=300: the old generation's limit is 4× its live
  *   size after each full collection (V8 picks 1.1–4× by itself), so the
  *   headroom stays well above the young generation for the smaller heap of a
- *   server on PostgreSQL too (with the first flag alone, or the second alone,
- *   the PostgreSQL configuration still collected continuously).
+ *   server on PostgreSQL too. Each flag alone was not enough: with the first
+ *   only, the embedded default still collected continuously; with the second
+ *   only, a server on PostgreSQL still did.
  *
  * With both, a 1 GiB upload costs ≈ 0.01–0.15 s of GC-thread CPU and ≈ 2.5 s
  * in all. A smaller young generation (1–4 MiB) fixes uploads too but costs the
  * API listing 15–20 % of its throughput under saturation (more young
- * collections, more promotion); 8 MiB costs it nothing measurable. Memory:
- * a 4 GiB upload grows the server's RSS by < 1 MiB. See BENCHMARKS.md
- * (upload) for the A/B runs.
+ * collections, more promotion); 8 MiB costs it nothing measurable. Memory
+ * (the growing flag alone, an experiment): a 4 GiB upload grew the server's
+ * RSS by < 1 MiB. See BENCHMARKS.md (upload) for the A/B runs.
  */
 export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=300'];
 
