@@ -147,13 +147,17 @@ function ticksPerSecond(): number {
   return clockTicks;
 }
 
-/** user + system CPU seconds consumed so far by a process (Linux). */
-export function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** user + system CPU seconds in a /proc `stat` line (of a process or of one of its threads). */
+function statCpuSeconds(stat: string): number {
   // The command name may contain spaces and parentheses: fields start after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After the name: state(3) ... utime is field 14, stime 15 (1-based) → indices 11, 12 here.
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+}
+
+/** user + system CPU seconds consumed so far by a process (Linux). */
+export function processCpuSeconds(pid: number): number {
+  return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 }
 
 /**
@@ -176,9 +180,7 @@ export function threadCpuSeconds(pid: number): Map<string, number> {
       continue; // the thread ended meanwhile
     }
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+/g, '#');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const seconds = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
-    byKind.set(name, (byKind.get(name) ?? 0) + seconds);
+    byKind.set(name, (byKind.get(name) ?? 0) + statCpuSeconds(stat));
   }
   return byKind;
 }
@@ -758,13 +760,15 @@ export const UPLOAD_SERVER = path.join(BENCH_DIR, 'upload', 'server.ts');
  */
 export function bxchangeNodeArgs(env: NodeJS.ProcessEnv = process.env): string[] {
   const override = env.BENCH_BXCHANGE_NODE_ARGS;
-  return override === undefined ? [...SERVER_NODE_FLAGS] : override.split(' ').filter((arg) => arg !== '');
+  return override === undefined ? [...SERVER_NODE_FLAGS] : splitFlags(override);
 }
 
 /** Node flags of the baseline servers: none, or BENCH_SERVER_NODE_ARGS (space-separated) for an experiment. */
 export function baselineNodeArgs(env: NodeJS.ProcessEnv = process.env): string[] {
-  return (env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+  return splitFlags(env.BENCH_SERVER_NODE_ARGS ?? '');
 }
+
+const splitFlags = (flags: string) => flags.split(' ').filter((arg) => arg !== '');
 
 /**
  * Records the servers' Node flags in a result's parameters. A run whose bxchange servers did not run with
