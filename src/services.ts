@@ -132,11 +132,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   // production provides its own files in BXCHANGE_CERTS_DIR (see certs/README.md).
   const pki = overrides.pki ?? (await ensureDevPki(config.certsDir));
   const evidence = overrides.evidence ?? { issuer: EVIDENCE_ISSUER, signer: createReceiptSigner(pki) };
+  const log = overrides.log ?? { warn: (o, m) => console.warn(m, o), error: (o, m) => console.error(m, o) };
   const uploadStore = createUploadStore({
     blobRoot: blobRootFor(config),
     s3: config.s3,
     expirationMs: config.uploadExpiryMs,
     maxUploadBytes: config.maxUploadBytes,
+    onHashThreadLost: (err) => log.error({ err }, 'the upload hashing thread died; uploads in progress will be hashed again from their stored bytes'),
   });
   const envelopes = createEnvelopes({
     removeUpload: (key) => uploadStore.remove(key),
@@ -157,7 +159,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     clock,
     uploadExpiryMs: config.uploadExpiryMs,
     draftExpiryMs: config.draftExpiryMs,
-    log: overrides.log ?? { warn: (o, m) => console.warn(m, o), error: (o, m) => console.error(m, o) },
+    log,
   });
   const exports = createExports({ repository: createExportRepository(database.db) });
   const purge = createPurge({
@@ -165,7 +167,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     blobStore,
     removeUpload: (key) => uploadStore.remove(key),
     clock,
-    log: overrides.log ?? { warn: (o, m) => console.warn(m, o), error: (o, m) => console.error(m, o) },
+    log,
   });
   const sessions = createSessions({
     repository: createSessionRepository(database.db),
@@ -195,7 +197,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     pki,
     clock,
     async close() {
-      await Promise.allSettled([blobStore.close(), database.close()]);
+      await Promise.allSettled([blobStore.close(), database.close(), uploadStore.close()]);
     },
   };
 }

@@ -185,7 +185,7 @@ export class UploadSink {
     await uploadStore.declareUploadLength(key, size);
     // An empty write at the end lets the store finish: S3 completes the multipart upload, the local folder fsyncs.
     await uploadStore.write(Readable.from([]), key, size);
-    let sha256 = size === 0 ? createHash('sha256').digest('hex') : uploadStore.digest(key, size);
+    let sha256 = size === 0 ? createHash('sha256').digest('hex') : await uploadStore.digest(key, size);
     if (sha256 === null) {
       // No running hash covers the file (see hashing-store.ts): rebuild it from the stored bytes, as the tus door does.
       const hash = createHash('sha256');

@@ -27,17 +27,53 @@ export interface UploadStoreOptions {
    * default) the parts stay at S3_PART_SIZE.
    */
   maxUploadBytes?: number;
+  /** Told when the hashing thread died (its uploads fall back to hashing their stored bytes at the end). */
+  onHashThreadLost?: (error: unknown) => void;
 }
 
 export const S3_PART_SIZE = 8 * 1024 * 1024;
 
-async function fsyncFile(file: string): Promise<void> {
+/** A local upload is written back to disk every this many bytes while it arrives (see `earlyWriteback`). */
+export const WRITEBACK_BYTES = 64 * 1024 * 1024;
+
+async function fsyncFile(file: string, dataOnly = false): Promise<void> {
   const handle = await open(file, 'r+');
   try {
-    await handle.sync();
+    await (dataOnly ? handle.datasync() : handle.sync());
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Writes a local upload back to disk while it arrives: an fdatasync (on the libuv thread pool) every
+ * WRITEBACK_BYTES, at most one at a time per upload, so the disk works during the transfer. Without it the
+ * kernel keeps a whole upload in the page cache (its background writeback starts at 10 % of RAM) and the
+ * final fsync, which the client waits for, writes it all: 0.65–0.87 s per GiB on this machine kind.
+ * Failures are left to the final fsync, which reports them.
+ */
+export function earlyWriteback(sync: (uploadId: string) => Promise<void>, every = WRITEBACK_BYTES) {
+  const uploads = new Map<string, { next: number; running: Promise<void> | null }>();
+  return {
+    progress(id: string, offset: number): void {
+      const entry = uploads.get(id);
+      if (entry === undefined) {
+        uploads.set(id, { next: offset + every, running: null });
+        return;
+      }
+      if (offset < entry.next || entry.running !== null) return;
+      entry.next = offset + every;
+      entry.running = sync(id)
+        .catch(() => undefined)
+        .finally(() => (entry.running = null));
+    },
+    /** The write ended: waits for its writeback in progress and forgets it. */
+    async settle(id: string): Promise<void> {
+      const entry = uploads.get(id);
+      uploads.delete(id);
+      await entry?.running;
+    },
+  };
 }
 
 export function createUploadStore(options: UploadStoreOptions): HashingStore {
@@ -61,6 +97,7 @@ export function createUploadStore(options: UploadStoreOptions): HashingStore {
     if (options.maxUploadBytes !== undefined) (inner as { maxUploadSize: number }).maxUploadSize = options.maxUploadBytes;
     const client = createS3Client(s3);
     return new HashingStore(inner, {
+      onHashThreadLost: options.onHashThreadLost,
       // An unfinished multipart upload cannot be read back: no catch-up on S3.
       readPrefix: async () => null,
       // @tus/s3-store's remove leaves the `.part` of an unfinished upload (an incomplete last part), and for a
@@ -72,9 +109,14 @@ export function createUploadStore(options: UploadStoreOptions): HashingStore {
   }
   const inner = new FileStore({ directory: options.blobRoot, expirationPeriodInMilliseconds: options.expirationMs });
   const resolve = (id: string) => path.join(options.blobRoot, id);
+  const writeback = earlyWriteback((id) => fsyncFile(resolve(id), true));
   return new HashingStore(inner, {
+    onHashThreadLost: options.onHashThreadLost,
     readPrefix: localPrefixReader(resolve),
+    progress: writeback.progress,
     async afterWrite(id, offset) {
+      await writeback.settle(id);
+      if (offset === null) return;
       // FileStore does not fsync: make a finished upload durable before it is reported complete.
       const upload = await inner.getUpload(id);
       if (upload.size !== undefined && upload.size === offset) await fsyncFile(resolve(id));

@@ -141,7 +141,7 @@ export default async function uploads(app: FastifyInstance, { services }: { serv
   async function completeUpload(upload: Upload): Promise<void> {
     const { fileId } = idsFromKey(upload.id);
     const size = upload.size ?? upload.offset;
-    let sha256 = size === 0 ? createHash('sha256').digest('hex') : uploadStore.digest(upload.id, size);
+    let sha256 = size === 0 ? createHash('sha256').digest('hex') : await uploadStore.digest(upload.id, size);
     if (sha256 === null) {
       // Fallback: no running hash covers the file (see hashing-store.ts); rebuild from the stored bytes.
       const hash = createHash('sha256');
