@@ -33,6 +33,8 @@ import {
   sleep,
   spawnJson,
   syncDisks,
+  threadCpuDelta,
+  threadCpuSeconds,
   type JsonChild,
   type SourceFile,
   api,
@@ -214,10 +216,13 @@ export async function runUploads(target: Target, file: SourceFile, count: number
     if (!(await resetPeakRss(pid))) throw new Error(`cannot reset the peak RSS of ${target.name} (/proc/${pid}/clear_refs refused)`);
     const idleRss = rssMiB(pid);
     const cpu0 = processCpuSeconds(pid);
+    const threads0 = process.env.BENCH_THREADS === '1' ? threadCpuSeconds(pid) : undefined;
     const window = cpuWindow();
     client.send('go');
     const done = await client.next((m) => m.event === 'done', 1_800_000);
     const serverCpu = processCpuSeconds(pid) - cpu0;
+    // BENCH_THREADS=1: where the server's CPU went, per thread kind (as in the upload benchmarks).
+    if (threads0 !== undefined) console.error(`${label} ${target.name} server threads: ${threadCpuDelta(threads0, threadCpuSeconds(pid))}`);
     const peakRss = peakRssMiB(pid);
     const machine = window.stop(serverCpu + done.cpuSeconds);
     await client.exited;

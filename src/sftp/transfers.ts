@@ -5,8 +5,9 @@
  *
  * Uploads — design. An SFTP put is written straight into the resumable
  * upload store the tus door uses (`services.uploadStore`: @tus/file-store or
- * @tus/s3-store, wrapped in the HashingStore that keeps a resumable SHA-256
- * in the database at every offset the store confirmed). We chose it over
+ * @tus/s3-store, wrapped in the HashingStore that hashes the bytes as they
+ * pass, in a worker thread, and keeps the running SHA-256 in memory between
+ * writes). We chose it over
  * staging on local disk and copying into the BlobStore on close because:
  * - the bytes reach their final place as they arrive (no second copy of a
  *   10 GiB file when the client closes, no local disk the size of the file);

@@ -1,17 +1,23 @@
 /**
  * SHA-256 of uploads off the event loop: one worker thread per store
  * (sha256-worker.ts) holds the running hashes, and the main thread only
- * copies each chunk into a batch and posts it (transferred, not cloned).
+ * copies each chunk into a ring shared with it (a SharedArrayBuffer) and
+ * tells it, once per MiB, which job the bytes belong to.
  *
  * Why: node:crypto's SHA-256 costs ≈ 0.55 s of CPU per GiB on this machine
  * kind, about a third of the event loop's work during an upload (see
- * BENCHMARKS.md); a copy costs a fraction of that, and the hash runs on the
- * other core.
+ * BENCHMARKS.md); the copy costs a small fraction of that, and the hash runs
+ * on the other core.
  *
- * Bounds: a job (one PATCH) holds at most MAX_BATCHES_PER_JOB batches of
- * BATCH bytes, the one it fills and those the worker has not hashed yet; when
- * the worker falls behind, the PATCH waits for a batch to come back
- * (backpressure), so memory stays flat whatever the upload's size.
+ * Why a shared ring, not buffers transferred to the worker: a transferred
+ * ArrayBuffer is a new external allocation on each side, released only when
+ * the detached one is collected, so a stream of 1 MiB transfers makes V8
+ * start full collections (50 concurrent uploads cost 40 % more CPU that way).
+ * The ring is allocated once, and messages carry only numbers.
+ *
+ * Bounds: RING_BYTES for the whole store whatever the number of uploads;
+ * when the worker falls behind and the ring is full, writes wait for it
+ * (backpressure), so memory stays flat whatever the uploads' sizes.
  *
  * Failure: if the worker dies, every running hash is lost; the store is told
  * (`onLost`), the jobs stop hashing, and the uploads are hashed again from
@@ -27,21 +33,22 @@ import { Worker } from 'node:worker_threads';
 
 export type ToWorker =
   | { op: 'start'; job: number; resume: string | null; offset: number }
-  | { op: 'update'; job: number; buffer: ArrayBuffer; length: number }
+  /** Bytes in the ring, as [job, start, length] triples in order; answered by `consumed`. */
+  | { op: 'data'; records: number[]; end: number }
   | { op: 'settle'; job: number; seq: number; stored: number }
   | { op: 'keep'; job: number; seq: number; id: string; offset: number }
   | { op: 'drop'; job: number }
   | { op: 'forget'; id: string }
   | { op: 'digest'; seq: number; id: string; size: number };
 
-export type FromWorker = { op: 'free'; job: number; buffer: ArrayBuffer } | { op: 'reply'; seq: number; value: number | string | null };
+export type FromWorker = { op: 'consumed'; end: number } | { op: 'reply'; seq: number; value: number | string | null };
 
-/** Bytes per message to the worker. */
-export const BATCH = 1024 * 1024;
-/** Batches one job may hold at once (filling + queued): 1 MiB per PATCH in flight. */
-export const MAX_BATCHES_PER_JOB = 3;
-/** Returned batches kept for reuse across jobs. */
-const MAX_FREE = 16;
+/** The ring shared with the worker: the most bytes waiting to be hashed, for all uploads together. */
+export const RING_BYTES = 8 * 1024 * 1024;
+/** Bytes copied into the ring before the worker is told (fewer messages: each costs tens of µs here). */
+const POST_BYTES = 1024 * 1024;
+/** Bytes copied but not yet announced are announced after this long anyway (a slow upload's tail). */
+const POST_DELAY_MS = 2;
 
 // The worker sits beside this module: .ts when the sources run directly, .js in the compiled dist/.
 const WORKER_URL = new URL(`./sha256-worker${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -52,7 +59,15 @@ export class Sha256Thread {
   private nextSeq = 1;
   private readonly jobs = new Map<number, HashJob>();
   private readonly replies = new Map<number, (value: number | string | null) => void>();
-  private readonly free: ArrayBuffer[] = [];
+  private readonly ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+  /** Bytes ever copied into the ring, and ever hashed by the worker (positions modulo RING_BYTES). */
+  private written = 0;
+  private consumed = 0;
+  /** Bytes copied but not yet announced, as [job, start, length] triples. */
+  private records: number[] = [];
+  private unannounced = 0;
+  private announceTimer: NodeJS.Timeout | null = null;
+  private spaceWaiters: Array<() => void> = [];
   private readonly checkpoint: number;
   private readonly onLost: (error: unknown) => void;
 
@@ -92,9 +107,39 @@ export class Sha256Thread {
     return this.worker?.threadId ?? null;
   }
 
-  /** @internal */
-  post(message: ToWorker, transfer?: ArrayBuffer[]): void {
-    this.start().postMessage(message, transfer);
+  /** Bytes in the ring not yet hashed (for tests: never more than RING_BYTES). */
+  get buffered(): number {
+    return this.written - this.consumed;
+  }
+
+  /** @internal Copies `chunk` into the ring for `job`; a promise only when it must wait for room (backpressure). */
+  copy(job: HashJob, chunk: Uint8Array, epoch: number): Promise<void> | undefined {
+    let position = 0;
+    while (position < chunk.length) {
+      if (!job.live(epoch)) return undefined;
+      const room = RING_BYTES - (this.written - this.consumed);
+      if (room === 0) {
+        this.announce();
+        const rest = chunk.subarray(position);
+        return new Promise<void>((resolve) => this.spaceWaiters.push(resolve)).then(() => this.copy(job, rest, epoch));
+      }
+      const at = this.written % RING_BYTES;
+      const n = Math.min(chunk.length - position, room, RING_BYTES - at);
+      this.ring.set(n === chunk.length ? chunk : chunk.subarray(position, position + n), at);
+      this.records.push(job.id, at, n);
+      this.written += n;
+      this.unannounced += n;
+      position += n;
+      if (this.unannounced >= POST_BYTES) this.announce();
+    }
+    if (this.unannounced > 0) this.announceTimer ??= setTimeout(() => this.announce(), POST_DELAY_MS);
+    return undefined;
+  }
+
+  /** @internal Control messages follow the bytes copied before them. */
+  post(message: ToWorker): void {
+    this.announce();
+    this.start().postMessage(message);
   }
 
   /** @internal A request whose answer comes back as a reply; null if the worker dies first. */
@@ -106,37 +151,33 @@ export class Sha256Thread {
     return answer;
   }
 
-  /** @internal A batch for `job`, or null when it already holds its share (it then waits for one back). */
-  take(job: HashJob): ArrayBuffer | null {
-    if (job.held >= MAX_BATCHES_PER_JOB) return null;
-    job.held++;
-    return this.free.pop() ?? new ArrayBuffer(BATCH);
-  }
-
-  /** @internal A batch the job will not send. */
-  give(job: HashJob, buffer: ArrayBuffer): void {
-    job.held--;
-    if (this.free.length < MAX_FREE) this.free.push(buffer);
-  }
-
   /** @internal */
   end(job: HashJob): void {
     this.jobs.delete(job.id);
     this.refresh();
   }
 
+  /** Tells the worker about the bytes copied since the last time. */
+  private announce(): void {
+    if (this.announceTimer !== null) clearTimeout(this.announceTimer);
+    this.announceTimer = null;
+    if (this.records.length === 0) return;
+    const message: ToWorker = { op: 'data', records: this.records, end: this.written };
+    this.records = [];
+    this.unannounced = 0;
+    this.start().postMessage(message);
+  }
+
   private start(): Worker {
     if (this.worker !== null) return this.worker;
-    const worker = new Worker(WORKER_URL, { workerData: { checkpoint: this.checkpoint }, name: 'bxchange-sha256' });
+    const worker = new Worker(WORKER_URL, { workerData: { checkpoint: this.checkpoint, ring: this.ring }, name: 'bxchange-sha256' });
     worker.on('message', (message: FromWorker) => {
-      if (message.op === 'free') {
-        const job = this.jobs.get(message.job);
-        if (job === undefined) {
-          if (this.free.length < MAX_FREE) this.free.push(message.buffer);
-        } else {
-          this.give(job, message.buffer);
-          job.wake();
-        }
+      if (this.worker !== worker) return;
+      if (message.op === 'consumed') {
+        this.consumed = message.end;
+        const waiters = this.spaceWaiters;
+        this.spaceWaiters = [];
+        for (const wake of waiters) wake();
         return;
       }
       const resolve = this.replies.get(message.seq);
@@ -155,11 +196,18 @@ export class Sha256Thread {
     this.worker = null;
     const jobs = [...this.jobs.values()];
     const replies = [...this.replies.values()];
+    const waiters = this.spaceWaiters;
     this.jobs.clear();
     this.replies.clear();
-    this.free.length = 0;
+    this.spaceWaiters = [];
+    if (this.announceTimer !== null) clearTimeout(this.announceTimer);
+    this.announceTimer = null;
+    this.records = [];
+    this.unannounced = 0;
+    this.written = this.consumed = 0;
     for (const job of jobs) job.break();
     for (const resolve of replies) resolve(null);
+    for (const wake of waiters) wake();
     this.onLost(error);
   }
 
@@ -174,44 +222,19 @@ export class Sha256Thread {
 /** One PATCH's hash: chunks in order, then settle at the stored offset and keep (or drop). */
 export class HashJob {
   readonly id: number;
-  /** Batches held: the one being filled and those posted but not yet back. */
-  held = 0;
   private readonly thread: Sha256Thread;
-  private batch: Buffer | null = null;
-  private filled = 0;
   private broken = false;
-  /** Bumped by settle: an update still waiting for a batch from before it must not send its rest. */
+  /** Bumped by settle and drop: a copy still waiting for room from before must not go on. */
   private epoch = 0;
-  private waiter: (() => void) | null = null;
 
   constructor(thread: Sha256Thread, id: number) {
     this.thread = thread;
     this.id = id;
   }
 
-  /** Hashes `chunk` after the bytes before it; a promise only when it must wait for a batch (backpressure). */
+  /** Hashes `chunk` after the bytes before it; a promise only when it must wait for room (backpressure). */
   update(chunk: Uint8Array): Promise<void> | undefined {
-    const epoch = this.epoch;
-    let position = 0;
-    while (position < chunk.length && !this.broken) {
-      if (this.batch === null) {
-        const buffer = this.thread.take(this);
-        if (buffer === null) {
-          const rest = chunk.subarray(position);
-          return new Promise<void>((resolve) => (this.waiter = resolve)).then(() => {
-            if (this.epoch === epoch) return this.update(rest);
-          });
-        }
-        this.batch = Buffer.from(buffer);
-        this.filled = 0;
-      }
-      const copied = Math.min(chunk.length - position, this.batch.length - this.filled);
-      this.batch.set(copied === chunk.length ? chunk : chunk.subarray(position, position + copied), this.filled);
-      this.filled += copied;
-      position += copied;
-      if (this.filled === this.batch.length) this.flush();
-    }
-    return undefined;
+    return this.broken ? undefined : this.thread.copy(this, chunk, this.epoch);
   }
 
   /**
@@ -220,15 +243,12 @@ export class HashJob {
    */
   async settle(stored: number): Promise<number | null> {
     this.epoch++;
-    this.wake();
-    this.flush();
     if (this.broken) return null;
     return (await this.thread.request((seq) => ({ op: 'settle', job: this.id, seq, stored }))) as number | null;
   }
 
   /** Keeps the hash, which must cover `offset` bytes, as the upload's running hash; false if it could not. */
   async keep(id: string, offset: number): Promise<boolean> {
-    this.flush();
     const kept = this.broken ? null : await this.thread.request((seq) => ({ op: 'keep', job: this.id, seq, id, offset }));
     this.thread.end(this);
     return kept === offset;
@@ -236,34 +256,18 @@ export class HashJob {
 
   drop(): void {
     this.epoch++;
-    this.wake();
-    if (this.batch !== null) this.thread.give(this, this.batch.buffer as ArrayBuffer);
-    this.batch = null;
     if (!this.broken) this.thread.post({ op: 'drop', job: this.id });
     this.broken = true;
     this.thread.end(this);
   }
 
-  /** @internal The worker returned one of this job's batches. */
-  wake(): void {
-    const waiter = this.waiter;
-    this.waiter = null;
-    waiter?.();
+  /** @internal Whether a copy started at `epoch` may go on. */
+  live(epoch: number): boolean {
+    return !this.broken && this.epoch === epoch;
   }
 
   /** @internal The worker died: the job hashes nothing more and settles at null. */
   break(): void {
     this.broken = true;
-    this.batch = null;
-    this.wake();
-  }
-
-  private flush(): void {
-    const batch = this.batch;
-    this.batch = null;
-    if (batch === null || this.broken) return;
-    const buffer = batch.buffer as ArrayBuffer;
-    if (this.filled === 0) this.thread.give(this, buffer);
-    else this.thread.post({ op: 'update', job: this.id, buffer, length: this.filled }, [buffer]);
   }
 }

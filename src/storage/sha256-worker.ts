@@ -1,8 +1,9 @@
 /**
  * The worker thread behind Sha256Thread (sha256-thread.ts): it owns every
  * running SHA-256 of its store, so hashing uploads costs the event loop only
- * a copy of each chunk. Order is guaranteed by the single message port; each
- * batch goes back to the main thread (transferred, not copied) once hashed.
+ * a copy of each chunk into the shared ring. Order is guaranteed by the
+ * single message port: a `data` message says which job each range of the
+ * ring belongs to, and is answered with the ring position hashed up to.
  *
  * A job is one PATCH's hash. It keeps a copy of its state every `checkpoint`
  * bytes (`Hash.copy()`), so an interrupted PATCH can settle at an offset
@@ -26,13 +27,13 @@ interface Job extends State {
   sinceCheckpoint: number;
 }
 
-const { checkpoint } = workerData as { checkpoint: number };
+const { checkpoint, ring } = workerData as { checkpoint: number; ring: Uint8Array };
 const port = parentPort!;
 const jobs = new Map<number, Job>();
 const running = new Map<string, State>();
 
-function send(message: FromWorker, transfer?: ArrayBuffer[]): void {
-  port.postMessage(message, transfer);
+function send(message: FromWorker): void {
+  port.postMessage(message);
 }
 
 function update(job: Job, bytes: Uint8Array): void {
@@ -65,10 +66,13 @@ port.on('message', (message: ToWorker) => {
     case 'start':
       jobs.set(message.job, start(message.resume, message.offset));
       break;
-    case 'update': {
-      const job = jobs.get(message.job);
-      if (job !== undefined && !job.broken) update(job, new Uint8Array(message.buffer, 0, message.length));
-      send({ op: 'free', job: message.job, buffer: message.buffer }, [message.buffer]);
+    case 'data': {
+      const { records } = message;
+      for (let i = 0; i < records.length; i += 3) {
+        const job = jobs.get(records[i]!);
+        if (job !== undefined && !job.broken) update(job, ring.subarray(records[i + 1]!, records[i + 1]! + records[i + 2]!));
+      }
+      send({ op: 'consumed', end: message.end });
       break;
     }
     case 'settle': {

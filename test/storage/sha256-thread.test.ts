@@ -1,31 +1,37 @@
 /**
- * Sha256Thread on its own: a job's memory is bounded (it waits for the worker
- * instead of queueing more batches), an interrupted PATCH settles at a
+ * Sha256Thread on its own: its memory is bounded (a write waits for the
+ * worker when the shared ring is full), an interrupted PATCH settles at a
  * checkpoint, and a digest matches node:crypto's.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
-import { BATCH, MAX_BATCHES_PER_JOB, Sha256Thread } from '../../src/storage/sha256-thread.ts';
+import { RING_BYTES, Sha256Thread } from '../../src/storage/sha256-thread.ts';
 
 const CHECKPOINT = 1024 * 1024;
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
-t.test('a job holds at most its share of batches and waits for the worker beyond it', async (t) => {
+t.test('the bytes waiting for the worker never exceed the ring; beyond it a write waits', async (t) => {
   const thread = new Sha256Thread(CHECKPOINT, (error) => error === null || t.fail('the worker must not die'));
   t.teardown(() => thread.close());
-  const data = randomBytes(10 * MAX_BATCHES_PER_JOB * BATCH + 17);
+  const data = randomBytes(3 * RING_BYTES + 17);
+  const other = randomBytes(RING_BYTES / 2);
   const job = thread.job(null, 0);
+  const second = thread.job(null, 0);
   const waiting = job.update(data);
-  t.ok(waiting instanceof Promise, 'a chunk larger than the share makes the PATCH wait');
-  t.equal(job.held, MAX_BATCHES_PER_JOB, `no more than ${MAX_BATCHES_PER_JOB} batches of ${BATCH} bytes held`);
-  let most = job.held;
-  const watch = setInterval(() => (most = Math.max(most, job.held)), 1);
-  await waiting;
+  t.ok(waiting instanceof Promise, 'a chunk larger than the ring makes the PATCH wait');
+  t.equal(thread.buffered, RING_BYTES, `the ring (${RING_BYTES} bytes) is full, no more`);
+  let most = thread.buffered;
+  const watch = setInterval(() => (most = Math.max(most, thread.buffered)), 1);
+  await Promise.all([waiting, second.update(other)]);
   clearInterval(watch);
-  t.ok(most <= MAX_BATCHES_PER_JOB, `still at most ${MAX_BATCHES_PER_JOB} while it drained (${most})`);
+  t.ok(most <= RING_BYTES, `at most the ring while it drained (${most})`);
   t.equal(await job.settle(data.length), data.length, 'the hash covers every byte');
+  t.equal(await second.settle(other.length), other.length);
   t.equal(await job.keep('u', data.length), true);
+  t.equal(await second.keep('o', other.length), true);
+  t.equal(thread.buffered, 0, 'all hashed');
   t.equal(await thread.digest('u', data.length), sha256(data));
+  t.equal(await thread.digest('o', other.length), sha256(other), 'interleaved uploads keep their own bytes');
   t.equal(await thread.digest('u', data.length), null, 'a digest is given once');
 });
 
