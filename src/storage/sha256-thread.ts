@@ -63,9 +63,9 @@ export class Sha256Thread {
   /** Bytes ever copied into the ring, and ever hashed by the worker (positions modulo RING_BYTES). */
   private written = 0;
   private consumed = 0;
-  /** Bytes copied but not yet announced, as [job, start, length] triples. */
+  /** Bytes copied but not yet announced to the worker (those after `announced`), as [job, start, length] triples. */
   private records: number[] = [];
-  private unannounced = 0;
+  private announced = 0;
   private announceTimer: NodeJS.Timeout | null = null;
   private spaceWaiters: Array<() => void> = [];
   private readonly checkpoint: number;
@@ -128,11 +128,10 @@ export class Sha256Thread {
       this.ring.set(n === chunk.length ? chunk : chunk.subarray(position, position + n), at);
       this.records.push(job.id, at, n);
       this.written += n;
-      this.unannounced += n;
       position += n;
-      if (this.unannounced >= POST_BYTES) this.announce();
+      if (this.written - this.announced >= POST_BYTES) this.announce();
     }
-    if (this.unannounced > 0) this.announceTimer ??= setTimeout(() => this.announce(), POST_DELAY_MS);
+    if (this.written > this.announced) this.announceTimer ??= setTimeout(() => this.announce(), POST_DELAY_MS);
     return undefined;
   }
 
@@ -164,7 +163,7 @@ export class Sha256Thread {
     if (this.records.length === 0) return;
     const message: ToWorker = { op: 'data', records: this.records, end: this.written };
     this.records = [];
-    this.unannounced = 0;
+    this.announced = this.written;
     this.start().postMessage(message);
   }
 
@@ -203,8 +202,7 @@ export class Sha256Thread {
     if (this.announceTimer !== null) clearTimeout(this.announceTimer);
     this.announceTimer = null;
     this.records = [];
-    this.unannounced = 0;
-    this.written = this.consumed = 0;
+    this.written = this.consumed = this.announced = 0;
     for (const job of jobs) job.break();
     for (const resolve of replies) resolve(null);
     for (const wake of waiters) wake();

@@ -21,7 +21,7 @@ interface State {
 }
 
 interface Job extends State {
-  /** Null when the job cannot hash (its resumed state was missing): it only answers null. */
+  /** True when the job cannot hash (its resumed state was missing, or no checkpoint fits): it answers null. */
   broken: boolean;
   checkpoints: State[];
   sinceCheckpoint: number;
@@ -93,8 +93,9 @@ port.on('message', (message: ToWorker) => {
     case 'keep': {
       const job = jobs.get(message.job);
       jobs.delete(message.job);
-      if (job !== undefined && !job.broken && job.offset === message.offset) running.set(message.id, { hash: job.hash, offset: job.offset });
-      send({ op: 'reply', seq: message.seq, value: job !== undefined && !job.broken && job.offset === message.offset ? job.offset : null });
+      const kept = job !== undefined && !job.broken && job.offset === message.offset;
+      if (kept) running.set(message.id, { hash: job.hash, offset: job.offset });
+      send({ op: 'reply', seq: message.seq, value: kept ? job.offset : null });
       break;
     }
     case 'drop':
