@@ -1,17 +1,16 @@
 /**
  * The tus DataStore for resumable uploads, chosen like the BlobStore: S3
- * (@tus/s3-store) when configured, the local folder (@tus/file-store)
- * otherwise. Both write to the same place the BlobStore reads from, under
+ * (@tus/s3-store) when configured, the local folder otherwise
+ * (@tus/file-store with a batched write path, local-upload-store.ts). Both write to the same place the BlobStore reads from, under
  * the same keys (`envelopes/<envelopeId>/<fileId>`), so a finished upload is
  * a stored object without any copy. Wrapped in HashingStore.
  */
 import { open } from 'node:fs/promises';
-import path from 'node:path';
-import { FileStore } from '@tus/file-store';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { S3Store } from '@tus/s3-store';
 import type { S3Config } from '../config.ts';
 import { HashingStore, localPrefixReader } from './hashing-store.ts';
+import { LocalUploadStore } from './local-upload-store.ts';
 import { createS3Client } from './s3-blob-store.ts';
 
 export interface UploadStoreOptions {
@@ -107,8 +106,8 @@ export function createUploadStore(options: UploadStoreOptions): HashingStore {
       },
     });
   }
-  const inner = new FileStore({ directory: options.blobRoot, expirationPeriodInMilliseconds: options.expirationMs });
-  const resolve = (id: string) => path.join(options.blobRoot, id);
+  const inner = new LocalUploadStore({ directory: options.blobRoot, expirationPeriodInMilliseconds: options.expirationMs });
+  const resolve = (id: string) => inner.filePath(id);
   const writeback = earlyWriteback((id) => fsyncFile(resolve(id), true));
   return new HashingStore(inner, {
     onHashThreadLost: options.onHashThreadLost,
@@ -117,7 +116,7 @@ export function createUploadStore(options: UploadStoreOptions): HashingStore {
     async afterWrite(id, offset) {
       await writeback.settle(id);
       if (offset === null) return;
-      // FileStore does not fsync: make a finished upload durable before it is reported complete.
+      // The file store does not fsync: make a finished upload durable before it is reported complete.
       const upload = await inner.getUpload(id);
       if (upload.size !== undefined && upload.size === offset) await fsyncFile(resolve(id));
     },

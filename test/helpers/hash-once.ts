@@ -6,12 +6,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { FileStore } from '@tus/file-store';
+import { LocalUploadStore } from '../../src/storage/local-upload-store.ts';
 import { Upload } from '@tus/utils';
 import { HashingStore, localPrefixReader } from '../../src/storage/hashing-store.ts';
 
 const dir = process.argv[2]!;
-const store = new HashingStore(new FileStore({ directory: dir }), {
+const store = new HashingStore(new LocalUploadStore({ directory: dir }), {
   readPrefix: localPrefixReader((id) => path.join(dir, id)),
   onHashThreadLost: (error) => console.error('hash thread lost', error),
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { FileStore } from '@tus/file-store';
+import { LocalUploadStore } from '../../src/storage/local-upload-store.ts';
 import { Upload } from '@tus/utils';
 import t, { type Test } from 'tap';
 import { CHECKPOINT, HashingStore, localPrefixReader } from '../../src/storage/hashing-store.ts';
@@ -23,7 +23,7 @@ async function fixture(t: Test) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bxchange-hashing-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const make = () => {
-    const store = new HashingStore(new FileStore({ directory: dir }), { readPrefix: localPrefixReader((id) => path.join(dir, id)) });
+    const store = new HashingStore(new LocalUploadStore({ directory: dir }), { readPrefix: localPrefixReader((id) => path.join(dir, id)) });
     t.teardown(() => store.close());
     return store;
   };
@@ -107,7 +107,7 @@ t.test('the hash runs in a worker thread that dies without losing the upload: it
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bxchange-hashing-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const lost: unknown[] = [];
-  const store = new HashingStore(new FileStore({ directory: dir }), {
+  const store = new HashingStore(new LocalUploadStore({ directory: dir }), {
     readPrefix: localPrefixReader((id) => path.join(dir, id)),
     onHashThreadLost: (error) => lost.push(error),
   });

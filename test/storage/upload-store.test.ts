@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { FileStore } from '@tus/file-store';
+import { LocalUploadStore } from '../../src/storage/local-upload-store.ts';
 import { Upload } from '@tus/utils';
 import t from 'tap';
 import { HashingStore, localPrefixReader } from '../../src/storage/hashing-store.ts';
@@ -59,7 +59,7 @@ t.test('the HashingStore reports each write’s progress and its end', async (t)
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const progress: number[] = [];
   const ended: Array<number | null> = [];
-  const store = new HashingStore(new FileStore({ directory: dir }), {
+  const store = new HashingStore(new LocalUploadStore({ directory: dir }), {
     readPrefix: localPrefixReader((id) => path.join(dir, id)),
     progress: (_id, offset) => progress.push(offset),
     afterWrite: async (_id, offset) => void ended.push(offset),
