@@ -17,6 +17,7 @@ import { access, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink, type 
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.ts';
+import { writeBatched } from './batched-write.ts';
 import type { BlobStat, BlobStore, ByteRange } from './blob-store.ts';
 
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
@@ -89,19 +90,15 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-    offset += bytesWritten;
-  }
-}
-
 function toBuffer(chunk: unknown): Buffer {
   if (Buffer.isBuffer(chunk)) return chunk;
   if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
   throw new TypeError('BlobStore.put: the body must yield bytes');
+}
+
+async function* bytesOf(body: AsyncIterable<unknown>): AsyncIterable<Buffer> {
+  for await (const chunk of body) yield toBuffer(chunk);
 }
 
 /** Sort key of a directory entry so that a depth-first walk yields keys in lexicographic order. */
@@ -187,9 +184,8 @@ export function createFsBlobStore(root: string): BlobStore {
       const handle = await open(tmp, 'wx', 0o600);
       let closed = false;
       try {
-        for await (const chunk of body) {
-          await writeAll(handle, toBuffer(chunk));
-        }
+        const { error } = await writeBatched(handle, bytesOf(body), 0);
+        if (error !== null) throw error;
         await handle.sync();
         const info = await handle.stat();
         await handle.close();

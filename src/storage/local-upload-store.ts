@@ -1,40 +1,23 @@
 /**
- * @tus/file-store with its `write` replaced by a direct, batched file write.
+ * @tus/file-store with its `write` replaced by a batched file write (batched-write.ts).
  *
- * FileStore pipes an upload's bytes through a Transform into an fs.WriteStream, which issues one write(2)
- * per chunk of the request body (64 KiB from the socket): 16,384 writes per GiB, each a trip to the libuv
- * thread pool and back. On this machine kind (2 vCPUs, a virtual machine), waking a pool thread and the
- * completion callback cost more than copying the bytes: a bare node:http PUT doubled its throughput when
- * it wrote the same bytes in 1 MiB batches (BENCHMARKS.md, upload findings). Here the chunks are gathered
- * and written with one writev(2) per WRITE_BATCH bytes, at most one write in flight per upload while the
- * next batch gathers; a full batch waits for the write before it, which holds the request back
- * (backpressure), so an upload buffers at most 2 × WRITE_BATCH whatever its size.
+ * FileStore pipes an upload's bytes through a Transform into an fs.WriteStream: one write(2) per 64 KiB
+ * chunk of the request body, each a round trip to the libuv thread pool. Here the chunks are gathered
+ * and written with one writev(2) per WRITE_BATCH bytes, at most one write in flight per upload and at
+ * most 2 × WRITE_BATCH bytes in memory.
  *
  * Everything else (creation, the `.json` sidecar, offsets from the file's size, expiry, removal) is
  * FileStore's own. An interrupted request keeps every byte received before the interruption, as
  * FileStore does: the chunks gathered are written before the error goes up.
  */
 import type { Readable } from 'node:stream';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { ERRORS, isPathInsideDirectory } from '@tus/utils';
+import { WRITE_BATCH, writeBatched } from './batched-write.ts';
 
-/** Bytes gathered per write: 1 MiB measured best here (256 KiB and 4 MiB were slower). */
-export const WRITE_BATCH = 1024 * 1024;
-
-/** Writes all of `buffers` at `position`, again from where it stopped if the system wrote less. */
-async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let rest = buffers;
-  let at = position;
-  while (rest.length > 0) {
-    const { bytesWritten } = await handle.writev(rest, at);
-    at += bytesWritten;
-    let skip = bytesWritten;
-    while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
-    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
-  }
-}
+export { WRITE_BATCH };
 
 export class LocalUploadStore extends FileStore {
   readonly batchBytes: number;
@@ -53,44 +36,13 @@ export class LocalUploadStore extends FileStore {
 
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     const handle = await open(this.filePath(id), 'r+');
-    let position = offset;
-    let gathered: Buffer[] = [];
-    let gatheredBytes = 0;
-    let writing: Promise<void> | null = null;
-    // The first failure, of the source or of a write; after a failed write nothing more is written (no hole).
-    let failure: unknown = null;
-    let writeFailed = false;
-    const flush = () => {
-      const buffers = gathered;
-      const at = position;
-      position += gatheredBytes;
-      gathered = [];
-      gatheredBytes = 0;
-      return writeAllAt(handle, buffers, at).catch((err: unknown) => {
-        failure ??= err;
-        writeFailed = true;
-      });
-    };
-    try {
-      for await (const chunk of readable as AsyncIterable<Buffer>) {
-        gathered.push(chunk);
-        gatheredBytes += chunk.length;
-        if (gatheredBytes < this.batchBytes) continue;
-        await writing;
-        if (writeFailed) break;
-        writing = flush();
-      }
-    } catch (err) {
-      failure ??= err;
-    }
-    try {
-      await writing;
-      // What was received before an interruption is kept, as FileStore keeps it.
-      if (!writeFailed && gatheredBytes > 0) await flush();
-    } finally {
-      await handle.close().catch((err: unknown) => (failure ??= err));
-    }
-    if (failure !== null) throw ERRORS.FILE_WRITE_ERROR;
-    return position;
+    const result = await writeBatched(handle, readable, offset, this.batchBytes);
+    const closed = await handle.close().then(
+      () => true,
+      () => false,
+    );
+    // As FileStore: any failure is tus's "could not receive the file"; the offset is read back from the file.
+    if (result.error !== null || !closed) throw ERRORS.FILE_WRITE_ERROR;
+    return offset + result.written;
   }
 }
