@@ -233,7 +233,7 @@ export async function run(): Promise<BenchResult> {
       candidates,
       ratios: [ratioResult('put: bxchange / sshd', bxPut, sshPut, true, 0.7), ratioResult('get: bxchange / sshd', bxGet, sshGet, true, 0.9)],
       notes: [
-        'bxchange put: ssh2 decrypts in OpenSSL (AES-GCM) but parses SFTP packets and answers each 32 KiB WRITE in JavaScript; the bytes are copied into 1 MiB blocks, hashed (SHA-256, node:crypto, as the bytes pass), written by @tus/file-store and fsynced at CLOSE; sshd writes straight to the page cache.',
+        'bxchange put: ssh2 decrypts in OpenSSL (AES-GCM) but parses SFTP packets and answers each 32 KiB WRITE in JavaScript; the bytes are copied into 1 MiB blocks, hashed as they pass (SHA-256 in a worker thread, fed through a shared ring), written with one writev per block (LocalUploadStore) and fsynced at CLOSE; sshd writes straight to the page cache.',
         'bxchange get: one stream from the blob store per handle, 32 KiB DATA answers built by ssh2 in JavaScript; sshd uses sendfile-like read loops in C.',
         'The get reads a complete file of a draft (the sender reads its own draft): the same domain download path (prepareDownload, audit entry) as an inbox file.',
         `Server CPU: bxchange's process only (sshd forks one process per session). Medians of ${runs} runs, alternated.`,
