@@ -1,9 +1,10 @@
 /**
  * The tus DataStore for resumable uploads, chosen like the BlobStore: S3
- * (@tus/s3-store) when configured, the local folder otherwise
- * (@tus/file-store with a batched write path, local-upload-store.ts). Both write to the same place the BlobStore reads from, under
- * the same keys (`envelopes/<envelopeId>/<fileId>`), so a finished upload is
- * a stored object without any copy. Wrapped in HashingStore.
+ * (@tus/s3-store) when configured, the local folder otherwise (@tus/file-store
+ * with a batched write path, local-upload-store.ts). Both write to the same
+ * place the BlobStore reads from, under the same keys
+ * (`envelopes/<envelopeId>/<fileId>`), so a finished upload is a stored object
+ * without any copy. Wrapped in HashingStore.
  */
 import { open } from 'node:fs/promises';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';

@@ -148,6 +148,16 @@ t.test('a failed write ends the request: no write after it, and the body is not 
   t.ok(source.readable.destroyed, 'and destroyed (the request is not read any more)');
 });
 
+t.test('a write to an upload whose file is gone fails as tus expects and does not read the request', async (t) => {
+  const { dir, store } = await fixture(t);
+  await store.create(new Upload({ id: 'e', size: 10 * CHUNK, offset: 0 }));
+  await rm(path.join(dir, 'e'));
+  const source = body(randomBytes(10 * CHUNK));
+  t.equal(await store.write(source.readable, 'e', 0).catch((err: unknown) => err), ERRORS.FILE_WRITE_ERROR);
+  t.equal(source.state.produced, 0, 'nothing was read');
+  t.ok(source.readable.destroyed, 'the request body is let go');
+});
+
 t.test('the default batch is 1 MiB', async (t) => {
   t.equal(WRITE_BATCH, 1024 * 1024);
   const { store } = await fixture(t);
