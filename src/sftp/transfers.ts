@@ -4,11 +4,10 @@
  * explicit offsets, many in flight).
  *
  * Uploads — design. An SFTP put is written straight into the resumable
- * upload store the tus door uses (`services.uploadStore`: @tus/file-store or
- * @tus/s3-store, wrapped in the HashingStore that hashes the bytes as they
- * pass, in a worker thread, and keeps the running SHA-256 in memory between
- * writes). We chose it over
- * staging on local disk and copying into the BlobStore on close because:
+ * upload store the tus door uses (`services.uploadStore`: @tus/file-store
+ * with batched writes, or @tus/s3-store, wrapped in the HashingStore that
+ * hashes the bytes as they pass, in a worker thread, and keeps the running
+ * SHA-256 in memory between writes). We chose it over staging on local disk and copying into the BlobStore on close because:
  * - the bytes reach their final place as they arrive (no second copy of a
  *   10 GiB file when the client closes, no local disk the size of the file);
  * - a put cut by a dropped connection leaves a partial upload in the shared
@@ -35,7 +34,6 @@
  * when it is full the status replies are held back, which stops the client
  * (it has a bounded number of requests in flight). Per upload: a few MiB.
  */
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { Upload } from '@tus/utils';
@@ -186,13 +184,8 @@ export class UploadSink {
     await uploadStore.declareUploadLength(key, size);
     // An empty write at the end lets the store finish: S3 completes the multipart upload, the local folder fsyncs.
     await uploadStore.write(Readable.from([]), key, size);
-    let sha256 = size === 0 ? createHash('sha256').digest('hex') : await uploadStore.digest(key, size);
-    if (sha256 === null) {
-      // No running hash covers the file (see hashing-store.ts): rebuild it from the stored bytes, as the tus door does.
-      const hash = createHash('sha256');
-      for await (const chunk of await blobStore.get(key)) hash.update(chunk as Buffer);
-      sha256 = hash.digest('hex');
-    }
+    // The running hash, or the stored bytes read back once when none covers the file (as the tus door does).
+    const { sha256 } = await uploadStore.completedSha256(key, size, () => blobStore.get(key));
     return envelopes.finishUpload(this.file.id, { size, sha256 });
   }
 

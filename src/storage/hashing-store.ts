@@ -26,6 +26,7 @@
  *   once complete, read back once (`digest` answers null): the fallback,
  *   logged, not the common path.
  */
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { DataStore, type Upload } from '@tus/utils';
@@ -120,6 +121,19 @@ export class HashingStore extends DataStore {
     if (offset === size) return this.hasher.digest(id, size);
     this.hasher.forget(id);
     return null;
+  }
+
+  /**
+   * The SHA-256 (hex) of a complete upload of `size` bytes, for every door that completes one: the running
+   * hash when it covers the file, else the fallback, the stored object read back once through `readStored`
+   * (`rebuilt` tells the caller, which logs it).
+   */
+  async completedSha256(id: string, size: number, readStored: () => Promise<AsyncIterable<unknown>>): Promise<{ sha256: string; rebuilt: boolean }> {
+    const running = size === 0 ? createHash('sha256').digest('hex') : await this.digest(id, size);
+    if (running !== null) return { sha256: running, rebuilt: false };
+    const hash = createHash('sha256');
+    for await (const chunk of await readStored()) hash.update(chunk as Buffer);
+    return { sha256: hash.digest('hex'), rebuilt: true };
   }
 
   override async write(readable: Readable, id: string, offset: number): Promise<number> {

@@ -35,8 +35,7 @@ export class LocalUploadStore extends FileStore {
   }
 
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
-    const file = this.filePath(id);
-    const handle = await open(file, 'r+').catch(() => {
+    const handle = await open(this.filePath(id), 'r+').catch(() => {
       // As FileStore's stream would: the upload's file is gone (removed, expired), the request is not read.
       readable.destroy();
       throw ERRORS.FILE_WRITE_ERROR;

@@ -84,6 +84,27 @@ t.test('a new process has no running hash: digest is null, so the caller rebuild
   t.equal(await before.digest('c', data.length), null, 'nor from a hash that does not cover the size');
 });
 
+t.test('completedSha256: the running hash, the empty file, or the stored bytes read back once', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bxchange-hashing-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new HashingStore(new LocalUploadStore({ directory: dir }), { readPrefix: localPrefixReader((id) => path.join(dir, id)) });
+  t.teardown(() => store.close());
+  const data = randomBytes(2 * CHECKPOINT + 77);
+  let reads = 0;
+  const readStored = (id: string) => async () => {
+    reads += 1;
+    return Readable.from([await readFile(path.join(dir, id))]);
+  };
+  await store.create(new Upload({ id: 'h', size: data.length, offset: 0 }));
+  await store.write(body(data), 'h', 0);
+  t.same(await store.completedSha256('h', data.length, readStored('h')), { sha256: sha256(data), rebuilt: false }, 'from the running hash');
+  t.equal(reads, 0, 'without reading the file');
+  t.same(await store.completedSha256('h', data.length, readStored('h')), { sha256: sha256(data), rebuilt: true }, 'digested once: then rebuilt');
+  t.equal(reads, 1, 'from the stored bytes, read once');
+  t.same(await store.completedSha256('empty', 0, readStored('empty')), { sha256: sha256(Buffer.alloc(0)), rebuilt: false }, 'an empty file needs no store');
+  t.equal(reads, 1);
+});
+
 t.test('remove forgets the running hash', async (t) => {
   const { make } = await fixture(t);
   const store = make();

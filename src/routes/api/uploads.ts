@@ -141,14 +141,8 @@ export default async function uploads(app: FastifyInstance, { services }: { serv
   async function completeUpload(upload: Upload): Promise<void> {
     const { fileId } = idsFromKey(upload.id);
     const size = upload.size ?? upload.offset;
-    let sha256 = size === 0 ? createHash('sha256').digest('hex') : await uploadStore.digest(upload.id, size);
-    if (sha256 === null) {
-      // Fallback: no running hash covers the file (see hashing-store.ts); rebuild from the stored bytes.
-      const hash = createHash('sha256');
-      for await (const chunk of await blobStore.get(upload.id)) hash.update(chunk as Buffer);
-      sha256 = hash.digest('hex');
-      app.log.warn({ fileId }, 'upload hash rebuilt from the stored bytes');
-    }
+    const { sha256, rebuilt } = await uploadStore.completedSha256(upload.id, size, () => blobStore.get(upload.id));
+    if (rebuilt) app.log.warn({ fileId }, 'upload hash rebuilt from the stored bytes');
     await envelopes.finishUpload(fileId, { size, sha256 });
   }
 
