@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/client.ts';
 import { createDirectoryRepository } from './db/directory-repository.ts';
+import { CREDENTIALS_CHANNEL, cacheCredentials, type CredentialCache } from './db/credential-cache.ts';
 import { createEnvelopeRepository } from './db/envelope-repository.ts';
 import { createEnvelopes, type Envelopes } from './domain/envelopes.ts';
 import { createKeys, type Keys } from './domain/keys.ts';
@@ -46,7 +47,9 @@ export interface Services {
   database: Database;
   blobStore: BlobStore;
   directory: Directory;
+  /** Token lookups cached until a credential, principal or membership changes (db/credential-cache.ts). */
   directoryRepository: DirectoryRepository;
+  credentialCache: CredentialCache;
   envelopes: Envelopes;
   envelopeRepository: EnvelopeRepository;
   /** Mailbox OpenPGP keys: active and retired public keys, locked private keys (DESIGN §4c). */
@@ -122,7 +125,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
   const blobStore = overrides.blobStore ?? openBlobStore(config);
   const clock = overrides.clock ?? systemClock;
   const adminTokenHash = overrides.adminTokenHash ?? (config.adminToken === undefined ? undefined : hashSecret(config.adminToken));
-  const directoryRepository = createDirectoryRepository(database.db);
+  const credentialCache = cacheCredentials(createDirectoryRepository(database.db));
+  const directoryRepository = credentialCache.repository;
+  const stopListening = await database.listen(CREDENTIALS_CHANNEL, credentialCache.handlers);
   const directory = createDirectory({ repository: directoryRepository, clock, adminTokenHash });
   const envelopeRepository = createEnvelopeRepository(database.db, database.listingDb);
   const keyRepository = createKeyRepository(database.db);
@@ -183,6 +188,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     blobStore,
     directory,
     directoryRepository,
+    credentialCache,
     envelopes,
     envelopeRepository,
     keys,
@@ -197,6 +203,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
     pki,
     clock,
     async close() {
+      await stopListening().catch(() => {});
       await Promise.allSettled([blobStore.close(), database.close(), uploadStore.close()]);
     },
   };

@@ -33,12 +33,30 @@ export interface Database {
    * plan is poor. On PGlite (one session) the same as `db`.
    */
   readonly listingDb: Db;
+  /**
+   * Listens to a notification channel (NOTIFY, e.g. from a trigger, by any
+   * session: this node's, another node's, the admin CLI's). `listening` runs
+   * each time notifications start to flow, first and after a reconnection;
+   * `lost` when they may have stopped (the listening connection closed), so
+   * that what relies on them can stop trusting what it kept. On PostgreSQL a
+   * connection of its own that reconnects by itself (backing off up to 30 s);
+   * on PGlite (one process, nothing to lose) `listening` once. Resolves once
+   * the first attempt is over (listening or not); returns what stops it
+   * (`close` stops every listener).
+   */
+  listen(channel: string, handlers: ChannelHandlers): Promise<() => Promise<void>>;
   /** Applies pending migrations (idempotent; serialised across nodes on PostgreSQL). */
   migrate(): Promise<void>;
   /** Number of migrations applied vs known to this build. */
   migrationStatus(): Promise<{ applied: number; known: number }>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface ChannelHandlers {
+  notify(payload: string): void;
+  listening(): void;
+  lost(): void;
 }
 
 export type DatabaseTarget = { url: string } | { pgliteDir: string | undefined };
@@ -68,6 +86,68 @@ export function rowsOf<T>(result: unknown): T[] {
   return ((result as { rows?: T[] }).rows ?? []) as T[];
 }
 
+const LISTEN_RETRY_MS = { first: 250, max: 30_000 };
+
+/**
+ * LISTEN on a connection of its own. postgres.js's `listen` re-listens after
+ * a reconnection but says nothing when the connection drops, and gives up for
+ * good when the first reconnection fails; here the drop is reported (`lost`)
+ * and reconnection retried with backoff until `stop`.
+ */
+export async function listenPostgres(url: string, channel: string, handlers: ChannelHandlers): Promise<() => Promise<void>> {
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  let delay = LISTEN_RETRY_MS.first;
+  const options = {
+    max: 1,
+    // Kept open for good: postgres.js would otherwise recycle it after 30-60 min, a needless `lost`.
+    idle_timeout: null,
+    max_lifetime: null,
+    fetch_types: false,
+    onnotice: () => {},
+    connection: { application_name: 'bxchange-listen' },
+    // postgres.js's own listen() passes these two; `onnotify` is not in its public types.
+    onnotify: (name: string, payload: string) => {
+      if (name === channel) handlers.notify(payload);
+    },
+    onclose: () => {
+      if (stopped) return;
+      handlers.lost();
+      schedule();
+    },
+  };
+  const listener = postgres(url, options as unknown as postgres.Options<Record<string, never>>);
+  function schedule(): void {
+    if (stopped || retry !== undefined) return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      void attempt();
+    }, delay);
+    retry.unref();
+    delay = Math.min(delay * 2, LISTEN_RETRY_MS.max);
+  }
+  async function attempt(): Promise<void> {
+    try {
+      await listener.unsafe(`LISTEN "${channel.replace(/"/g, '""')}"`);
+      if (stopped) return;
+      delay = LISTEN_RETRY_MS.first;
+      handlers.listening();
+    } catch {
+      if (stopped) return;
+      handlers.lost();
+      schedule();
+    }
+  }
+  await attempt();
+  let ended: Promise<void> | undefined;
+  return () => {
+    stopped = true;
+    clearTimeout(retry);
+    ended ??= listener.end({ timeout: 1 });
+    return ended;
+  };
+}
+
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   if ('url' in target) {
     const client = postgres(target.url, {
@@ -82,10 +162,20 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
       connection: { application_name: 'bxchange', plan_cache_mode: 'force_generic_plan' },
     });
     const listingDb = drizzlePostgres(listingClient, { schema }) as unknown as Db;
+    const listeners = new Set<() => Promise<void>>();
     return {
       kind: 'postgres',
       db,
       listingDb,
+      async listen(channel, handlers) {
+        const stop = await listenPostgres(target.url, channel, handlers);
+        const once = async () => {
+          listeners.delete(once);
+          await stop();
+        };
+        listeners.add(once);
+        return once;
+      },
       async migrate() {
         // A single connection: the advisory lock is held by the session that migrates.
         const single = postgres(target.url, { max: 1, onnotice: () => {} });
@@ -104,6 +194,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
         await client`SELECT 1`;
       },
       async close() {
+        await Promise.all([...listeners].map((stop) => stop()));
         await Promise.all([client.end({ timeout: 5 }), listingClient.end({ timeout: 5 })]);
       },
     };
@@ -116,6 +207,13 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
     kind: 'pglite',
     db,
     listingDb: db,
+    async listen(channel, handlers) {
+      const stop = await client.listen(channel, (payload) => handlers.notify(payload));
+      handlers.listening();
+      return async () => {
+        if (!client.closed) await stop();
+      };
+    },
     async migrate() {
       await migratePglite(drizzlePglite(client), { migrationsFolder });
     },

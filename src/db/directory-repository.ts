@@ -1,5 +1,5 @@
 /** PostgreSQL implementation of the domain's DirectoryRepository (drizzle; same code on postgres.js and PGlite). */
-import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm';
 import type { Capability, Entity, EntityKind, Mailbox, Membership, Principal, PrincipalKind, Role, TokenInfo } from '../domain/model.ts';
 import type { AuditInput, ClientCertificateInfo, DirectoryRepository } from '../domain/ports.ts';
 import { auditedTransaction, type Tx } from './audited.ts';
@@ -355,7 +355,7 @@ export function createDirectoryRepository(db: Db): DirectoryRepository {
         .where(
           and(
             eq(credentials.id, tokenId),
-            or(isNull(credentials.lastUsedAt), lt(credentials.lastUsedAt, new Date(at.getTime() - 60_000))),
+            or(isNull(credentials.lastUsedAt), lte(credentials.lastUsedAt, new Date(at.getTime() - 60_000))),
           ),
         );
     },

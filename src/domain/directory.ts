@@ -277,7 +277,7 @@ export function createDirectory(deps: DirectoryDeps) {
       ) {
         throw new AppError('invalidAccessToken', 'The access token is invalid, expired or revoked');
       }
-      // Last use is recorded at most once a minute: no write on most requests.
+      // Last use is recorded at most once a minute (tokens and client certificates alike): no write on most requests.
       if (found.token.lastUsedAt === null || now.getTime() - found.token.lastUsedAt.getTime() >= 60_000) await repository.touchToken(found.token.id, now);
       return { type: 'principal', principal: found.principal, tokenId: found.token.id };
     },
@@ -303,7 +303,7 @@ export function createDirectory(deps: DirectoryDeps) {
       ) {
         throw new AppError('invalidAccessToken', 'The client certificate is revoked or expired, or its principal is deactivated');
       }
-      await repository.touchToken(certificate.id, now);
+      if (certificate.lastUsedAt === null || now.getTime() - certificate.lastUsedAt.getTime() >= 60_000) await repository.touchToken(certificate.id, now);
       return { type: 'principal', principal, tokenId: certificate.id };
     },
 

@@ -170,6 +170,21 @@ forEachBackend(t, 'client certificates (mutual TLS)', async (t, parts) => {
     t.ok(listed.body.items[0].lastUsedAt, 'its use is recorded');
   });
 
+  await t.test("a certificate's use is recorded at most once a minute, not at every request", async (t) => {
+    const lastUse = async () => (await admin('GET', `${API}/principals/${machine.id}/client-certificates`)).body.items[0].lastUsedAt as string;
+    const first = await lastUse();
+    try {
+      offset = 30_000;
+      t.equal((await as(good)('GET', `${API}/me`)).status, 200);
+      t.equal(await lastUse(), first, 'not again within the minute');
+      offset = 61_000;
+      t.equal((await as(good)('GET', `${API}/me`)).status, 200);
+      t.ok(Date.parse(await lastUse()) >= Date.parse(first) + 60_000, 'a minute later, again');
+    } finally {
+      offset = 0;
+    }
+  });
+
   await t.test('bearer tokens still work over the same TLS, and a token takes precedence over a certificate', async (t) => {
     t.equal((await as({ token: machineToken })('GET', `${API}/me`)).status, 200, 'token, no certificate');
     t.equal((await as({})('GET', `${API}/me`)).status, 401, 'neither');

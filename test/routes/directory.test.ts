@@ -183,6 +183,34 @@ forEachBackend(t, 'directory', async (t, parts) => {
     t.match(problem(t, past, 400, 'urn:problem-type:belgif:badRequest').issues, [{ name: '/expiresAt' }]);
   });
 
+  t.test("a token's last use is recorded at most once a minute, served from memory or not", async (t) => {
+    const issued = json(await api.call('POST', `/api/v1/principals/${s.clerk.id}/tokens`, { body: { label: 'use' } }));
+    const lastUse = async () => {
+      const items = json(await api.call('GET', `/api/v1/principals/${s.clerk.id}/tokens`)).items as Array<{ id: string; lastUsedAt: string | null }>;
+      return items.find((x) => x.id === issued.id)!.lastUsedAt;
+    };
+    t.equal(await lastUse(), null, 'never used');
+    const saved = now;
+    try {
+      const first = new Date(Math.floor(saved.getTime() / 1000) * 1000 + 1000);
+      now = first;
+      t.equal((await api.call('GET', '/api/v1/me', { token: issued.token })).statusCode, 200);
+      t.equal(await lastUse(), first.toISOString(), 'the first use is recorded');
+      now = new Date(first.getTime() + 59_000);
+      t.equal((await api.call('GET', '/api/v1/me', { token: issued.token })).statusCode, 200);
+      t.equal((await api.call('GET', '/api/v1/me', { token: issued.token })).statusCode, 200);
+      t.equal(await lastUse(), first.toISOString(), 'not again within the minute');
+      now = new Date(first.getTime() + 60_000);
+      t.equal((await api.call('GET', '/api/v1/me', { token: issued.token })).statusCode, 200);
+      t.equal(await lastUse(), now.toISOString(), 'a minute later, again');
+      now = new Date(first.getTime() + 61_000);
+      t.equal((await api.call('GET', '/api/v1/me', { token: issued.token })).statusCode, 200);
+      t.equal(await lastUse(), new Date(first.getTime() + 60_000).toISOString(), 'and then not within that minute');
+    } finally {
+      now = saved;
+    }
+  });
+
   t.test('memberships change as a whole, and deactivation stops every token at once', async (t) => {
     const changed = await api.call('PATCH', `/api/v1/principals/${s.clerk.id}`, {
       body: { memberships: [{ mailbox: 'finances@ixelles', roles: ['read'] }, { mailbox: 'secretariat@ixelles', roles: ['send', 'read', 'manage'] }] },
