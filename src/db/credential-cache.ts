@@ -57,7 +57,10 @@ export function cacheCredentials(inner: DirectoryRepository, options: Credential
   const maxEntries = options.maxEntries ?? 10_000;
   const maxAgeMs = options.maxAgeMs ?? 60_000;
   const now = options.now ?? (() => performance.now());
-  const entries = new Map<string, { found: Found; lastUsedAt: Date | null; storedAt: number }>();
+  type Entry = { found: Found; lastUsedAt: Date | null; storedAt: number };
+  const entries = new Map<string, Entry>();
+  /** The same entries by token id, for touchToken. */
+  const byTokenId = new Map<string, Entry>();
   let active = false;
   let generation = 0;
   let hits = 0;
@@ -67,6 +70,7 @@ export function cacheCredentials(inner: DirectoryRepository, options: Credential
   const forget = () => {
     generation++;
     entries.clear();
+    byTokenId.clear();
   };
 
   const repository: DirectoryRepository = { ...inner };
@@ -95,17 +99,22 @@ export function cacheCredentials(inner: DirectoryRepository, options: Credential
     const found = await inner.findTokenBySecretHash(secretHash);
     if (found !== null && active && generation === started) {
       entries.delete(secretHash);
-      if (entries.size >= maxEntries) entries.delete(entries.keys().next().value!);
-      entries.set(secretHash, { found: deepFreeze({ token: { ...found.token }, principal: found.principal }), lastUsedAt: found.token.lastUsedAt, storedAt: now() });
+      if (entries.size >= maxEntries) {
+        const [oldest, entry] = entries.entries().next().value!;
+        entries.delete(oldest);
+        byTokenId.delete(entry.found.token.id);
+      }
+      const entry: Entry = { found: deepFreeze({ token: { ...found.token }, principal: found.principal }), lastUsedAt: found.token.lastUsedAt, storedAt: now() };
+      entries.set(secretHash, entry);
+      byTokenId.set(found.token.id, entry);
     }
     return found;
   };
 
   repository.touchToken = async (tokenId, at) => {
     await inner.touchToken(tokenId, at);
-    for (const kept of entries.values()) {
-      if (kept.found.token.id === tokenId) kept.lastUsedAt = at;
-    }
+    const kept = byTokenId.get(tokenId);
+    if (kept !== undefined) kept.lastUsedAt = at;
   };
 
   return {
