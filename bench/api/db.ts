@@ -25,7 +25,7 @@ import { seedBrussels } from '../../src/domain/seed.ts';
 import { ACT_CATEGORIES } from '../../src/domain/tutelle-categories.ts';
 
 /** Bump when the generated rows change: an older seed is then dropped and made again. */
-export const SEED_VERSION = 1;
+export const SEED_VERSION = 2; // 2: envelopes.recipients_json (migration 0013) filled by the seed's recipients INSERT
 export const INBOX = BPL_MAILBOXES.tutelle;
 /** A second recipient of every general.letter (so some items list two recipients). */
 const CC = 'secretariat@bpl';

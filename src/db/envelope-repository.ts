@@ -157,7 +157,10 @@ type ListedRow = Omit<ListedEnvelope, 'recipients'> & { recipients: ListedRecipi
  * domain/envelopes.ts) on bound values: a submitted envelope whose deadline
  * is before `today` (Brussels date) and whose `computed.decisions` array holds
  * no decision whose kind is in `final` (a JSON array of kinds); a test holds
- * both to the same answers. PostgreSQL writes JSON with a space around each
+ * both to the same answers. `recipients` is envelopes.recipients_json as the
+ * triggers of migration 0013 keep it (the same array, instants formatted the
+ * same way, as the listedRecipients subquery makes): no aggregate per listed
+ * envelope. PostgreSQL writes JSON with a space around each
  * ':' and after each ',' and keeps jsonb's own layout inside metadata: the
  * same JSON values, not the same bytes, as JSON.stringify.
  */
@@ -165,10 +168,7 @@ const listedItemJson = (direction: 'in' | 'out') => sql`json_build_object(
     'id', ${envelopes.id}, 'type', ${envelopes.type}, 'from', ${envelopes.fromMailbox},
     'status', ${direction === 'in' ? envelopeRecipients.status : envelopes.status}, 'envelopeStatus', ${envelopes.status},
     'metadata', ${envelopes.metadata},
-    'recipients', (SELECT coalesce(json_agg(json_build_object(
-        'address', r.mailbox_address, 'status', r.status, 'deliveredAt', ${isoText(sql`r.delivered_at`)},
-        'retrievedAt', ${isoText(sql`r.retrieved_at`)}, 'acknowledgedAt', ${isoText(sql`r.acknowledged_at`)}) ORDER BY r.mailbox_address), '[]'::json)
-      FROM envelope_recipients r WHERE r.envelope_id = ${envelopes.id}),
+    'recipients', coalesce(${envelopes.recipientsJson}, '[]'::json),
     'createdAt', ${isoText(envelopes.createdAt)}, 'submittedAt', ${isoText(envelopes.submittedAt)}, 'deadline', ${envelopes.deadline},
     'overdue', CASE WHEN ${envelopes.status} = 'submitted' AND ${envelopes.deadline} < ${sql.placeholder('today')}::date
       THEN NOT EXISTS (SELECT FROM jsonb_array_elements(CASE jsonb_typeof(${envelopes.computed} -> 'decisions') WHEN 'array' THEN ${envelopes.computed} -> 'decisions' END) d

@@ -13,6 +13,7 @@ import {
   customType,
   date,
   index,
+  json,
   jsonb,
   pgTable,
   primaryKey,
@@ -180,6 +181,13 @@ export const envelopes = pgTable(
      * the oldest transaction still running, so a late commit is never skipped.
      */
     feedXid: xid8('feed_xid').notNull().default(sql`pg_current_xact_id()`),
+    /**
+     * The recipients as the listing shows them (a JSON array, address order,
+     * instants as ISO-8601 UTC text), kept by triggers on envelope_recipients
+     * (migration 0013): the API's listing reads it instead of aggregating each
+     * envelope's recipient rows per page (issue #4). Never written by the app.
+     */
+    recipientsJson: json('recipients_json'),
   },
   (table) => [
     index('envelopes_from_idx').on(table.fromMailbox, table.id),

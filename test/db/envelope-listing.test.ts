@@ -306,4 +306,42 @@ forEachBackend(t, 'mailbox listing instants', async (t, parts) => {
       await db.execute(sql`RESET DateStyle`);
     }
   });
+
+  t.test('the listed recipients follow every change to the recipient rows, whoever makes it, in whatever time zone', async (t) => {
+    /** The API's item for envelope i in secretariat@uccle's inbox. */
+    const listed = async (i: number) => {
+      const page = json(await api.call('GET', `${API}/mailboxes/secretariat@uccle/envelopes?direction=in`, { token }));
+      return page.items.find((x: any) => x.id === ids[i]);
+    };
+    /** What the whole envelope (the domain, from the recipient rows) says of its recipients. */
+    const whole = async (i: number) => json(await api.call('GET', `${API}/envelopes/${ids[i]}`, { token })).recipients;
+    // Plain SQL from a session in Kathmandu with another DateStyle, as an operator might run it; one statement
+    // changes two envelopes at once.
+    await db.transaction(async (tx) => {
+      await tx.execute(sql`SET LOCAL TimeZone = 'Asia/Kathmandu'`);
+      await tx.execute(sql`SET LOCAL DateStyle = 'SQL, DMY'`);
+      await tx.execute(sql`UPDATE envelope_recipients SET status = 'acknowledged', acknowledged_at = '2026-05-05 10:00:00.123456+00'
+        WHERE envelope_id = ${ids[0]} AND mailbox_address = 'archives@uccle'`);
+      await tx.execute(sql`UPDATE envelope_recipients SET retrieved_at = '2026-06-01 00:00:00+00'
+        WHERE mailbox_address = 'secretariat@uccle' AND envelope_id IN (${ids[1]}, ${ids[2]})`);
+    });
+    const first = await listed(0);
+    t.same(first.recipients.find((r: any) => r.address === 'archives@uccle'), {
+      address: 'archives@uccle',
+      status: 'acknowledged',
+      deliveredAt: EXPECTED[0]!.deliveredAt,
+      retrievedAt: EXPECTED[0]!.retrievedAt,
+      acknowledgedAt: '2026-05-05T10:00:00.123Z',
+    });
+    for (const i of [1, 2]) {
+      t.equal((await listed(i)).recipients.find((r: any) => r.address === 'secretariat@uccle').retrievedAt, '2026-06-01T00:00:00.000Z', `envelope ${i}: one statement, both envelopes`);
+    }
+    await db.execute(sql`DELETE FROM envelope_recipients WHERE envelope_id = ${ids[2]} AND mailbox_address = 'archives@uccle'`);
+    t.same((await listed(2)).recipients.map((r: any) => r.address), ['secretariat@uccle'], 'a removed recipient is gone');
+    for (const i of [0, 1, 2]) t.same((await listed(i)).recipients, await whole(i), `envelope ${i}: the listing says what the recipient rows say`);
+    const stale = rowsOf<{ n: number | string }>(
+      await db.execute(sql`SELECT count(*) AS n FROM envelopes WHERE coalesce(recipients_json, '[]'::json)::text IS DISTINCT FROM bx_envelope_recipients_json(id)::text`),
+    );
+    t.equal(Number(stale[0]!.n), 0, 'no envelope keeps recipients that are not its rows');
+  });
 });
