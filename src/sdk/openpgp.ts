@@ -329,6 +329,9 @@ export async function decryptFile(
     const message = armored
       ? await openpgp.readMessage({ armoredMessage: toWeb(input).pipeThrough(new TextDecoderStream()) })
       : await openpgp.readMessage({ binaryMessage: toWeb(input) });
+    // Bytes that happen to parse as packets (a plaintext file whose first byte looks like a packet tag, or an
+    // unencrypted OpenPGP message) carry no key packet: not a message encrypted to public keys.
+    if (message.getEncryptionKeyIDs().length === 0) throw new SdkError('notOpenPgp', `${inputPath} is not an OpenPGP message encrypted to public keys`);
     const result = await openpgp.decrypt({
       message,
       decryptionKeys: key,

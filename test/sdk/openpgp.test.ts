@@ -142,6 +142,14 @@ withService(t, gpgService(), 'SDK and gpg 2.2', async (t) => {
     await rejectsWith(t, decryptFile(file('plain.bin.pgp'), file('x1'), mailbox.privateKeyArmored, 'wrong passphrase here'), 'wrongPassphrase', 'wrong passphrase');
     await rejectsWith(t, decryptFile(file('plain.bin.pgp'), file('x2'), other.privateKeyArmored, PASS), 'noMatchingKey', 'another key');
     await rejectsWith(t, decryptFile(file('plain.bin'), file('x3'), mailbox.privateKeyArmored, PASS), 'notOpenPgp', 'a plaintext file');
+    // Bytes that parse as OpenPGP packets without being encrypted to a key: an unencrypted OpenPGP message, and
+    // plaintext whose first byte reads as a packet tag (random plaintext does so about half the time).
+    await writeFile(file('literal.pgp'), (await (await openpgp.createMessage({ binary: new Uint8Array([1, 2, 3, 4]) })).write()) as Uint8Array);
+    await rejectsWith(t, decryptFile(file('literal.pgp'), file('x5'), mailbox.privateKeyArmored, PASS), 'notOpenPgp', 'an unencrypted OpenPGP message');
+    for (const tag of [0xcb, 0xac, 0x84]) {
+      await writeFile(file('tagged.bin'), Buffer.concat([Buffer.from([tag]), randomBytes(64 * 1024)]));
+      await rejectsWith(t, decryptFile(file('tagged.bin'), file('x6'), mailbox.privateKeyArmored, PASS), 'notOpenPgp', `plaintext starting 0x${tag.toString(16)}`);
+    }
     await rejectsWith(t, decryptFile(file('missing'), file('x4'), mailbox.privateKeyArmored, PASS), 'io', 'a missing file');
     t.notOk((await readdir(dir)).some((n) => /^x\d$|\.part-/.test(n)), 'nothing written');
   });
