@@ -35,4 +35,10 @@ CREATE TRIGGER envelope_recipients_json_update AFTER UPDATE ON envelope_recipien
 CREATE TRIGGER envelope_recipients_json_delete AFTER DELETE ON envelope_recipients
   REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION bx_refresh_recipients_json();
 --> statement-breakpoint
+-- Filling the column for existing envelopes changes nothing the export feed serves: the feed-touch trigger
+-- is off meanwhile, so no envelope moves in the feed's order (it would be exported again, whole).
+ALTER TABLE envelopes DISABLE TRIGGER envelopes_feed_touch;
+--> statement-breakpoint
 UPDATE envelopes e SET recipients_json = bx_envelope_recipients_json(e.id);
+--> statement-breakpoint
+ALTER TABLE envelopes ENABLE TRIGGER envelopes_feed_touch;
