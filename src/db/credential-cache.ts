@@ -41,8 +41,8 @@ export interface CredentialCache {
   repository: DirectoryRepository;
   /** Handlers for Database.listen(CREDENTIALS_CHANNEL, …). */
   handlers: ChannelHandlers;
-  /** Tokens kept now, whether the cache serves (notifications flowing), counters, the last notification's payload. */
-  stats(): { entries: number; active: boolean; hits: number; misses: number; lastNotification: string | undefined };
+  /** Tokens kept now, whether the cache serves (notifications flowing), counters, the last notification's payload (every notification empties the cache, whatever it says). */
+  stats(): { entries: number; active: boolean; hits: number; misses: number; notifications: number; lastNotification: string | undefined };
 }
 
 function deepFreeze<T>(value: T): T {
@@ -65,6 +65,7 @@ export function cacheCredentials(inner: DirectoryRepository, options: Credential
   let generation = 0;
   let hits = 0;
   let misses = 0;
+  let notifications = 0;
   let lastNotification: string | undefined;
 
   const forget = () => {
@@ -121,6 +122,7 @@ export function cacheCredentials(inner: DirectoryRepository, options: Credential
     repository,
     handlers: {
       notify(payload) {
+        notifications++;
         lastNotification = payload;
         forget();
       },
@@ -133,6 +135,6 @@ export function cacheCredentials(inner: DirectoryRepository, options: Credential
         forget();
       },
     },
-    stats: () => ({ entries: entries.size, active, hits, misses, lastNotification }),
+    stats: () => ({ entries: entries.size, active, hits, misses, notifications, lastNotification }),
   };
 }

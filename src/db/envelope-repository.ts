@@ -101,28 +101,13 @@ const isoText = (instant: SQL | AnyPgColumn) => sql`to_char(${instant} AT TIME Z
 
 /**
  * An envelope's recipients as one JSON array, in address order like `load`,
- * with the keys of ListedRecipient. Their instants go in as UTC `timestamp`
- * values, which JSON writes as "2026-03-02T09:00:00.12" whatever the
- * session's DateStyle or time zone, for `isoFromJson` to finish: cheaper for
- * PostgreSQL than a to_char per instant (about half of a page's instants).
+ * with the keys of ListedRecipient and instants as `isoText` writes them:
+ * envelopes.recipients_json, kept by the triggers of migration 0013
+ * (bx_envelope_recipients_json) whenever a recipient row changes, so that a
+ * listed page reads one column instead of aggregating each envelope's
+ * recipient rows (issue #4). `[]` for an envelope without recipients yet.
  */
-const listedRecipients = sql`(
-  SELECT coalesce(json_agg(json_build_object(
-    'address', r.mailbox_address, 'status', r.status, 'deliveredAt', r.delivered_at AT TIME ZONE 'UTC',
-    'retrievedAt', r.retrieved_at AT TIME ZONE 'UTC', 'acknowledgedAt', r.acknowledged_at AT TIME ZONE 'UTC') ORDER BY r.mailbox_address), '[]'::json)
-  FROM envelope_recipients r WHERE r.envelope_id = ${envelopes.id})`;
-
-/**
- * PostgreSQL's JSON text of a UTC timestamp ("2026-03-02T09:00:00", "…:00.12",
- * "…:00.123456": no zone, the fraction's trailing zeros dropped) as the
- * contract's instant ("2026-03-02T09:00:00.120Z"; microseconds truncated, as
- * a Date and to_char's MS truncate them). NULL stays null.
- */
-function isoFromJson(text: string | null): IsoInstant | null {
-  if (text === null) return null;
-  const n = text.length; // 19 without a fraction; a fraction adds "." and 1 to 6 digits
-  return n === 19 ? `${text}.000Z` : n >= 23 ? `${text.slice(0, 23)}Z` : `${text}${n === 21 ? '00' : '0'}Z`;
-}
+const listedRecipients = sql`coalesce(${envelopes.recipientsJson}, '[]'::json)`;
 
 /**
  * What a listing row holds, named as ListedEnvelope names it (each column
@@ -157,10 +142,8 @@ type ListedRow = Omit<ListedEnvelope, 'recipients'> & { recipients: ListedRecipi
  * domain/envelopes.ts) on bound values: a submitted envelope whose deadline
  * is before `today` (Brussels date) and whose `computed.decisions` array holds
  * no decision whose kind is in `final` (a JSON array of kinds); a test holds
- * both to the same answers. `recipients` is envelopes.recipients_json as the
- * triggers of migration 0013 keep it (the same array, instants formatted the
- * same way, as the listedRecipients subquery makes): no aggregate per listed
- * envelope. PostgreSQL writes JSON with a space around each
+ * both to the same answers. `recipients` is `listedRecipients` (a column the
+ * triggers keep). PostgreSQL writes JSON with a space around each
  * ':' and after each ',' and keeps jsonb's own layout inside metadata: the
  * same JSON values, not the same bytes, as JSON.stringify.
  */
@@ -168,7 +151,7 @@ const listedItemJson = (direction: 'in' | 'out') => sql`json_build_object(
     'id', ${envelopes.id}, 'type', ${envelopes.type}, 'from', ${envelopes.fromMailbox},
     'status', ${direction === 'in' ? envelopeRecipients.status : envelopes.status}, 'envelopeStatus', ${envelopes.status},
     'metadata', ${envelopes.metadata},
-    'recipients', coalesce(${envelopes.recipientsJson}, '[]'::json),
+    'recipients', ${listedRecipients},
     'createdAt', ${isoText(envelopes.createdAt)}, 'submittedAt', ${isoText(envelopes.submittedAt)}, 'deadline', ${envelopes.deadline},
     'overdue', CASE WHEN ${envelopes.status} = 'submitted' AND ${envelopes.deadline} < ${sql.placeholder('today')}::date
       THEN NOT EXISTS (SELECT FROM jsonb_array_elements(CASE jsonb_typeof(${envelopes.computed} -> 'decisions') WHEN 'array' THEN ${envelopes.computed} -> 'decisions' END) d
@@ -542,11 +525,6 @@ export function createEnvelopeRepository(db: Db, listingDb: Db = db): EnvelopeRe
           deadline: row.deadline,
           recipients: typeof row.recipients === 'string' ? (JSON.parse(row.recipients) as ListedRecipient[]) : row.recipients,
         };
-        for (const r of envelope.recipients) {
-          r.deliveredAt = isoFromJson(r.deliveredAt);
-          r.retrievedAt = isoFromJson(r.retrievedAt);
-          r.acknowledgedAt = isoFromJson(r.acknowledgedAt);
-        }
         items.push({ envelope, sortTime: new Date(row.sortTime) });
       }
       return items;
